@@ -1,0 +1,1 @@
+"""sftpipe: trajectories -> LLaMA-Factory SFT pipeline."""
