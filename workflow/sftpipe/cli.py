@@ -12,6 +12,7 @@ import sys
 # Modules providing `register_cli(subparsers)`, in help order.
 COMMAND_MODULES = [
     "sftpipe.commands",
+    "sftpipe.conversion.cli",
 ]
 
 

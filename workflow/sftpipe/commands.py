@@ -1,0 +1,168 @@
+"""Pipeline-stage commands: validate, render, register, train, writeback, record."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ConfigError, RunConfig, config_warnings, load
+
+DEFAULT_CONFIG = Path("config/config.yaml")
+VARIANT_OUTPUT_SUFFIX = ".output.yaml"
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="run profile (default config/config.yaml)")
+    p.add_argument("--variant", default=None, help="config/variants/<name>.yaml overrides to apply")
+    p.add_argument("--root", type=Path, default=Path("."), help="project root (default: current directory)")
+
+
+def load_from_args(args: argparse.Namespace) -> RunConfig:
+    return load(args.config, root=args.root, variant=args.variant)
+
+
+def output_target(cfg: RunConfig, config_path: Path) -> Path:
+    """Where a run's output block goes: config.yaml, or a variant's own file next to the variant."""
+    if not cfg.variant:
+        return config_path
+    return cfg.root / "config" / "variants" / f"{cfg.variant}{VARIANT_OUTPUT_SUFFIX}"
+
+
+def _fail(exc: Exception, as_json: bool = False) -> int:
+    if as_json:
+        problems = getattr(exc, "problems", [str(exc)])
+        print(json.dumps({"ok": False, "problems": problems}, indent=2))
+    else:
+        print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_from_args(args)
+    except (ConfigError, OSError) as exc:
+        return _fail(exc, args.json)
+    warnings = config_warnings(cfg.data)
+    report = {"ok": True, "run_dir": str(cfg.run_dir), "data_name": cfg.data_name,
+              "variant": cfg.variant, "source": cfg.source["type"], "warnings": warnings,
+              "global_batch": cfg.training["per_device_train_batch_size"]
+              * cfg.training["gradient_accumulation_steps"]
+              * cfg.infrastructure["n_gpus_per_node"] * cfg.infrastructure["n_nodes"]}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"config ok: run {cfg.run_dir}, data {cfg.data_name} ({cfg.source['type']}), "
+              f"global batch {report['global_batch']}")
+        for w in warnings:
+            print(f"warning: {w}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from . import lf_config
+    from ruamel.yaml import YAML
+
+    cfg = load_from_args(args)
+    rendered = lf_config.render(cfg)
+    if args.out:
+        lf_config.dump(rendered, args.out)
+    else:
+        YAML().dump(rendered, sys.stdout)
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from .registration import RegistrationError, register
+
+    cfg = load_from_args(args)
+    try:
+        record = register(cfg, args.dataset_info, args.marker)
+    except RegistrationError as exc:
+        return _fail(exc)
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .launch import RunDirError, train
+
+    cfg = load_from_args(args)
+    try:
+        return train(cfg, args.manifest)
+    except RunDirError as exc:
+        return _fail(exc)
+
+
+def cmd_writeback(args: argparse.Namespace) -> int:
+    from . import output_block
+    from .fsutil import atomic_write_json, atomic_write_text
+    from .writeback import write_output_block
+
+    cfg = load_from_args(args)
+    block = output_block.build(cfg, output_block.load_json(args.manifest), output_block.load_json(args.metrics),
+                               args.plot)
+    target = output_target(cfg, args.root / args.config)
+    if not target.exists():  # a variant's first result: a file of its own, never the variant itself
+        atomic_write_text(target, f"# Results of variant {cfg.variant!r}, written by the pipeline.\n"
+                                  "runtime_info:\n  output: {}\n")
+    write_output_block(target, block)
+    atomic_write_json(args.marker, {"target": str(target), "output": block})
+    print(f"wrote runtime_info.output of {target}")
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from . import run_index
+    from .config import INDEX_PATH
+    from .output_block import load_json
+    from .fsutil import atomic_write_json
+
+    cfg = load_from_args(args)
+    manifest, written = load_json(args.manifest), load_json(args.writeback)
+    output = written["output"]
+    records = {k: v for k, v in output["artifacts"].items()}
+    records["writeback"] = written["target"]
+    fields = {"final_loss": output["training_metrics"]["final_loss"],
+              "checkpoint_path": output["checkpoint_path"], "records": records}
+    if output.get("best_checkpoint"):
+        fields["best_checkpoint"] = output["best_checkpoint"]
+    entry = run_index.update_entry(args.root / INDEX_PATH, manifest["run_id"], **fields)
+    atomic_write_json(args.marker, entry)
+    print(f"recorded {manifest['run_id']} in {INDEX_PATH}")
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="validate config.yaml (schema + cross-field rules)")
+    add_config_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("render", help="print the LLaMA-Factory YAML this config trains with")
+    add_config_args(p)
+    p.add_argument("--out", type=Path)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("register", help="register the dataset in dataset_info.json")
+    add_config_args(p)
+    p.add_argument("--dataset-info", type=Path, required=True)
+    p.add_argument("--marker", type=Path, required=True, help="registration record (the Snakemake output)")
+    p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("train", help="run (or resume) the training job of this config")
+    add_config_args(p)
+    p.add_argument("--manifest", type=Path, required=True, help="written when training completes")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("writeback", help="write runtime_info.output of config.yaml (or the variant's file)")
+    add_config_args(p)
+    for name in ("manifest", "metrics", "plot", "marker"):
+        p.add_argument(f"--{name}", type=Path, required=True)
+    p.set_defaults(func=cmd_writeback)
+
+    p = sub.add_parser("record", help="complete the run's entry in artifacts/index.yaml")
+    add_config_args(p)
+    for name in ("manifest", "writeback", "marker"):
+        p.add_argument(f"--{name}", type=Path, required=True)
+    p.set_defaults(func=cmd_record)

@@ -1,0 +1,1 @@
+"""Harbor job -> IM -> LLaMA-Factory conversion."""
