@@ -313,7 +313,8 @@ class RunConfig:
 
     def config_hash(self) -> str:
         """Everything that defines the run, without secrets and without the written-back output."""
-        return stable_hash({"input": redacted(self.data)["runtime_info"]["input"], "variant": self.variant})
+        inp = {k: v for k, v in self.inp.items() if k != "credentials"}
+        return stable_hash({"input": inp, "variant": self.variant})
 
     def training_hash(self) -> str:
         """What a checkpoint depends on: resuming across a change of these would mix two runs."""

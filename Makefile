@@ -1,0 +1,44 @@
+# sftpipe: the two commands a new user needs are `make run` and `make test`.
+SHELL := /bin/bash
+ENV ?= artifacts/env/lf
+BIN := $(ENV)/bin
+UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PYTEST_ARGS ?=
+
+.PHONY: setup run dryrun dag test test-fast test-cluster bench lint clean-runs
+
+# The locked environment (uv.lock) at meta_info.environment.sft_uv; re-synced when the lock changes.
+setup: $(ENV)/.synced
+$(ENV)/.synced: uv.lock pyproject.toml
+	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --user --quiet uv
+	UV_PROJECT_ENVIRONMENT=$(ENV) $(UV) sync --frozen --python 3.11
+	@touch $@
+
+# The whole DAG on config/config.yaml (the embedded CPU demo unless you changed it).
+run: setup
+	$(BIN)/snakemake --profile profiles/default
+
+# Validate + render + LLaMA-Factory argument parsing + CPU tokenization, then the DAG without running it.
+dryrun: setup
+	$(BIN)/sft dryrun
+	$(BIN)/snakemake --profile profiles/default -n
+
+dag: setup
+	$(BIN)/snakemake --profile profiles/default --dag
+
+# Everything: unit, integration (real Snakemake + LLaMA-Factory + DeepSpeed on CPU), real SLURM cluster.
+test: setup
+	$(BIN)/pytest -ra $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/pytest -ra -m "not slow and not cluster" $(PYTEST_ARGS)
+
+test-cluster: setup
+	$(BIN)/pytest -ra -m cluster $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+lint: setup
+	$(BIN)/ruff check workflow tests bench
+	$(BIN)/snakemake --lint
