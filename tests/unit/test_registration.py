@@ -67,6 +67,7 @@ def test_harbor_job_needs_the_converted_file(root):
     with pytest.raises(RegistrationError, match="demo_sft.json for .demo_sft. does not exist"):
         run(root, raw)
     lf = root / "artifacts/data/lf_data/demo_sft.json"
+    lf.parent.mkdir(parents=True, exist_ok=True)
     lf.write_text(json.dumps([{"conversations": []}]))
     *_, record = run(root, raw)
     assert record["entry"]["file_name"] == "demo_sft.json"

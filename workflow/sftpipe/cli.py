@@ -13,6 +13,9 @@ import sys
 COMMAND_MODULES = [
     "sftpipe.commands",
     "sftpipe.conversion.cli",
+    "sftpipe.metrics",
+    "sftpipe.plotting",
+    "sftpipe.run_index",
 ]
 
 
