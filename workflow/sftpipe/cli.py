@@ -12,10 +12,18 @@ import sys
 # Modules providing `register_cli(subparsers)`, in help order.
 COMMAND_MODULES = [
     "sftpipe.commands",
+    "sftpipe.dryrun",
+    "sftpipe.tiny_model",
     "sftpipe.conversion.cli",
     "sftpipe.metrics",
     "sftpipe.plotting",
     "sftpipe.run_index",
+    "sftpipe.run_status",
+    "sftpipe.stop",
+    "sftpipe.best_checkpoint",
+    "sftpipe.compare",
+    "sftpipe.publish",
+    "sftpipe.variants",
 ]
 
 

@@ -84,6 +84,35 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def conversion_options(cfg: RunConfig):
+    """Map config.yaml (conversion + the training keys that decide token lengths) onto ConversionOptions."""
+    from .conversion.convert import ConversionOptions
+
+    conv, train = cfg.conversion, cfg.training
+    reasoning = conv["reasoning"]
+    if reasoning == "auto":  # reasoning templates train <think> text; *_nothink ones would train it verbatim
+        reasoning = "drop" if train["template"].endswith("_nothink") else "keep"
+    model = cfg.root / cfg.model_path
+    return ConversionOptions(
+        scaffold=cfg.source["scaffold"], selection=conv["selection"], exception_policy=conv["exception_policy"],
+        max_instances=conv["max_instances"], max_trials_per_instance=conv["max_trials_per_instance"],
+        exclude_repos_file=str(cfg.root / conv["exclude_repos_file"]) if conv["exclude_repos_file"] else "",
+        keep_subagents=conv["keep_subagents"], min_score=conv["min_score"], reasoning=reasoning,
+        tool_error_policy=conv["tool_error_policy"], over_cutoff=conv["over_cutoff"],
+        cutoff_len=train["cutoff_len"], tokenizer_path=str(model) if model.is_dir() else "",
+        template=train["template"], enable_thinking=train.get("enable_thinking", True), workers=conv["workers"])
+
+
+def cmd_convert_config(args: argparse.Namespace) -> int:
+    from .conversion.convert import convert_job
+
+    cfg = load_from_args(args)
+    report = convert_job(cfg.root / cfg.job_dir, args.out_dir, cfg.data_name, conversion_options(cfg))
+    summary = report.summary() if hasattr(report, "summary") else report
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .launch import RunDirError, train
 
@@ -149,6 +178,11 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset-info", type=Path, required=True)
     p.add_argument("--marker", type=Path, required=True, help="registration record (the Snakemake output)")
     p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("convert-config", help="convert the Harbor job named by config.yaml (the convert rule)")
+    add_config_args(p)
+    p.add_argument("--out-dir", type=Path, default=Path("artifacts/data"))
+    p.set_defaults(func=cmd_convert_config)
 
     p = sub.add_parser("train", help="run (or resume) the training job of this config")
     add_config_args(p)

@@ -199,15 +199,25 @@ def _last_error_lines(console_log: Path, n: int = 15) -> str:
 
 
 def final_status(exit_code: int, run_dir: Path, signal_reason: str | None) -> str:
+    """How the run ended: stop_reason.json (sftpipe.lf_entry) says a requested stop happened."""
     stop = _read_json(run_dir / STOP_REASON)
     if stop is not None:
-        return {"stopped": "stopped", "timeout": "timeout", "preempted": "preempted"}.get(
-            stop.get("reason", ""), "interrupted")
+        if signal_reason:  # this launcher was signalled and wrote the stop file itself
+            return signal_reason
+        if stop.get("reason") == "stop_file":  # someone else asked: `sft stop`
+            return "stopped"
+        return "timeout" if stop.get("signal") == "SIGUSR1" else "interrupted"
     if signal_reason:
         return signal_reason
     if exit_code == 0:
         return "completed" if (run_dir / "train_results.json").exists() else "failed"
     return run_index.status_from_exit_code(exit_code)
+
+
+def _archive_stale(path: Path, stamp: str) -> None:
+    """A record from an earlier attempt is kept under a new name, not deleted."""
+    if path.exists():
+        path.rename(path.with_name(f"{path.stem}.{stamp}{path.suffix}"))
 
 
 def train(cfg: RunConfig, manifest: Path, index_path: Path | None = None) -> int:
@@ -221,8 +231,8 @@ def train(cfg: RunConfig, manifest: Path, index_path: Path | None = None) -> int
     console_log = root / LOGS_DIR / f"{cfg.run_name}_{stamp}.log"
     console_log.parent.mkdir(parents=True, exist_ok=True)
     stop_file = run_dir / STOP_FILE
-    for stale in (stop_file, run_dir / STOP_REASON):
-        stale.unlink(missing_ok=True)
+    stop_file.unlink(missing_ok=True)  # a request aimed at an earlier attempt
+    _archive_stale(run_dir / STOP_REASON, stamp)
 
     lf_yaml = run_dir / LF_YAML
     lf_config.dump(lf_config.render(cfg, resume_from=prepared.resume_from), lf_yaml)

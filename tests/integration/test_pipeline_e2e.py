@@ -1,0 +1,115 @@
+"""The whole DAG for real on CPU: 2-rank DeepSpeed ZeRO-3 training of the tiny model, then the records.
+
+One module-scoped run serves the contract checks; rerun semantics are checked against it with dry runs
+(and one real re-plot), so the suite trains this pipeline only once here.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sftpipe import run_index
+from tests.integration.pipeline import demo_project, planned_jobs, snakemake
+from tests.project import edit_config, load_yaml
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_model_dir):
+    root = demo_project(tmp_path_factory.mktemp("e2e") / "proj", tiny_model_dir)
+    config_before = (root / "config/config.yaml").read_text()
+    snakemake(root)
+    return root, config_before
+
+
+def test_contract_layout(finished):
+    root, _ = finished
+    run = root / "artifacts/model/demo-run"
+    for name in ("trainer_log.jsonl", "trainer_state.json", "train_results.json", "all_results.json",
+                 "training_loss.png", "metrics.json", "metrics.jsonl", "llamafactory_config.yaml",
+                 "run_config.yaml", "run.json", "train_manifest.json"):
+        assert (run / name).is_file(), name
+    assert (run / "checkpoint-8" / "latest").is_file()  # ZeRO-3 checkpoint with its tag
+    assert (run / "checkpoint-4" / "trainer_state.json").is_file()
+    assert (root / "artifacts/data/lf_data/dataset_info.json").is_file()
+    logs = list((root / "artifacts/logs").glob("demo-run_*.log"))
+    assert len(logs) == 1 and "sftpipe.lf_entry" in logs[0].read_text()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["summary"]["total_steps"] == 8
+    assert [row["step"] for row in metrics["series"] if row.get("loss") is not None] == list(range(1, 9))
+
+
+def test_two_ranks_really_trained_with_zero3(finished):
+    root, _ = finished
+    ckpt = root / "artifacts/model/demo-run/checkpoint-8"
+    shards = sorted(p.name for p in (ckpt / "global_step8").iterdir() if "optim_states" in p.name)
+    assert len(shards) == 2, shards  # one ZeRO-3 optimizer shard per rank
+
+
+def test_writeback_touches_only_the_output_block(finished):
+    root, before = finished
+    after = (root / "config/config.yaml").read_text()
+    cut = before.index("  output: {}")
+    assert after[:cut] == before[:cut]  # every byte before the block, comments included
+    output = load_yaml(root / "config/config.yaml")["runtime_info"]["output"]
+    assert output["checkpoint_path"] == "artifacts/model/demo-run/checkpoint-8/"
+    results = json.loads((root / "artifacts/model/demo-run/train_results.json").read_text())
+    assert output["training_metrics"]["final_loss"] == pytest.approx(results["train_loss"])
+    assert output["training_metrics"]["total_steps"] == 8
+    assert output["artifacts"]["train_loss_plot"] == "artifacts/model/demo-run/training_loss.png"
+    assert (root / output["artifacts"]["training_log"]).is_file()
+
+
+def test_index_entry_records_the_run(finished):
+    root, _ = finished
+    (entry,) = run_index.read_entries(root / "artifacts/index.yaml")
+    assert entry["status"] == "completed" and entry["exit_code"] == 0
+    assert entry["run_dir"] == "artifacts/model/demo-run"
+    assert entry["started_at"].endswith("Z") and entry["completed_at"].endswith("Z")
+    assert entry["checkpoint_path"].rstrip("/") == "artifacts/model/demo-run/checkpoint-8"
+    assert entry["final_loss"] is not None and entry["config_hash"]
+
+
+def test_nothing_to_do_after_writeback(finished):
+    root, _ = finished
+    assert planned_jobs(root) == set()
+
+
+def test_training_change_reruns_train_and_downstream_not_registration(finished):
+    root, _ = finished
+    config = root / "config/config.yaml"
+    original = config.read_text()
+    try:
+        edit_config(config, lambda d: d["runtime_info"]["input"]["training"].__setitem__("learning_rate", 5e-4))
+        assert planned_jobs(root) == {"train", "metrics", "plot", "writeback", "record"}
+    finally:
+        config.write_text(original)
+
+
+def test_data_change_reruns_registration_too(finished):
+    root, _ = finished
+    config = root / "config/config.yaml"
+    original = config.read_text()
+    try:
+        edit_config(config, lambda d: d["runtime_info"]["input"]["conversion"].__setitem__("max_instances", 5))
+        assert {"register", "train"} <= planned_jobs(root)
+    finally:
+        config.write_text(original)
+
+
+def test_stage_targets_run_alone(finished):
+    root, _ = finished
+    assert planned_jobs(root, "--forcerun", "register", "--until", "register") == {"register"}
+    assert "train" not in planned_jobs(root, "--forcerun", "plot")
+
+
+def test_replot_never_retrains(finished):
+    root, _ = finished
+    png = root / "artifacts/model/demo-run/training_loss.png"
+    manifest = root / "artifacts/model/demo-run/train_manifest.json"
+    manifest_before, png_before = manifest.stat().st_mtime_ns, png.stat().st_mtime_ns
+    snakemake(root, "--forcerun", "plot", "--until", "plot")
+    assert png.stat().st_mtime_ns > png_before
+    assert manifest.stat().st_mtime_ns == manifest_before

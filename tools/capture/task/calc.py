@@ -1,0 +1,9 @@
+"""Tiny calculator module used by the capture scenarios."""
+
+
+def add(a, b):
+    return a - b
+
+
+def mul(a, b):
+    return a * b
