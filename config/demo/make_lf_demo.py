@@ -91,16 +91,16 @@ THOUGHTS = [
 ]
 QUESTIONS = [
     ("What does `git rebase -i HEAD~3` do?",
-     "It opens an editor listing the last three commits so you can reorder, squash, edit or drop them; "
-     "git then replays them in the order you leave in the list."),
+     ("It opens an editor listing the last three commits so you can reorder, squash, edit or drop them; "
+      "git then replays them in the order you leave in the list.")),
     ("How do I run a single pytest test?",
      "Pass its node id: `pytest tests/test_io.py::test_read_empty -q`. Use `-k expr` to select by name."),
     ("Why does `python -m pip` differ from `pip`?",
-     "`python -m pip` runs pip for exactly that interpreter, while a bare `pip` may belong to another "
-     "environment on PATH."),
+     ("`python -m pip` runs pip for exactly that interpreter, while a bare `pip` may belong to another "
+      "environment on PATH.")),
     ("What is a context manager in Python?",
-     "An object with `__enter__` and `__exit__`, used with `with`, so setup and cleanup run around a block "
-     "even when it raises."),
+     ("An object with `__enter__` and `__exit__`, used with `with`, so setup and cleanup run around a block "
+      "even when it raises.")),
 ]
 
 
@@ -145,7 +145,7 @@ def agent_row(rng: random.Random, idx: int) -> dict[str, Any]:
     else:
         call(_call("read_file", path=module), reason=True)
         # a few long observations so some rows exceed small cutoff_len values in tests
-        observe(_source_file(rng, fn, buggy, rng.choice((10, 20, 40, 160))))
+        observe(_source_file(rng, fn, buggy, rng.choice((10, 20, 40, 80))))
     call(_call("edit_file", path=module, old_str=buggy, new_str=fixed), reason=True)
     observe(f"Edited {module}: 1 replacement.")
     call(_call("bash", command=f"python -m pytest {test} -q"), reason=False)
@@ -190,7 +190,7 @@ def check_row(row: dict[str, Any]) -> list[str]:
         elif t["from"] == "function_call":
             text = t["value"]
             if text.startswith("<think>\n"):
-                head, sep, text = text.partition("\n</think>\n\n")
+                _, sep, text = text.partition("\n</think>\n\n")
                 if not sep:
                     errs.append(f"turn {i}: reasoning prefix not closed by '\\n</think>\\n\\n'")
             try:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A real, throwaway SLURM cluster on this machine for the cluster tests (Debian 12, root).
 #
-#   slurm_cluster.sh up [--nodes 1|2] [--gpus N]   start (idempotent; restarts if the shape differs)
+#   slurm_cluster.sh up [--nodes 1|2] [--gpus N] [--accounting]
+#                                                   start (idempotent; restarts if the shape differs);
+#                                                   --accounting adds slurmdbd + a private MariaDB
 #   slurm_cluster.sh down                           stop our daemons by PID file, remove namespaces
 #   slurm_cluster.sh status                         show daemons and `sinfo`
 #
@@ -25,6 +27,8 @@ NODE_IFNAME=sft0              # the node-side interface inside each namespace
 NODE_CPUS=16                  # declared, not real: lets rules bigger than the VM schedule
 NODE_MEM_MB=64000
 WAIT_IDLE_S=60
+DB_PORT=3307                  # private MariaDB on 127.0.0.1 (--accounting only)
+DB_PASS=sftpipe-test          # throwaway credential of the throwaway database
 
 log() { printf '[slurm_cluster] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -116,8 +120,60 @@ make_fake_gpus() {
   done
 }
 
+ensure_accounting_packages() {
+  command -v slurmdbd >/dev/null && command -v mariadbd >/dev/null && return 0
+  log "installing slurmdbd and mariadb-server"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurmdbd mariadb-server >/dev/null 2>&1 \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurmdbd mariadb-server >/dev/null; }
+}
+
+# MariaDB with its data, socket and pid file under $DIR, listening on 127.0.0.1 only.
+start_mariadb() {
+  local sock="$DIR/run/mysqld.sock"
+  [[ -d "$DIR/mysql" ]] || mariadb-install-db --datadir="$DIR/mysql" --user=root \
+    --auth-root-authentication-method=socket --skip-test-db >"$DIR/log/mariadb-install.log" 2>&1
+  setsid mariadbd --datadir="$DIR/mysql" --user=root --socket="$sock" --port="$DB_PORT" \
+    --bind-address=127.0.0.1 --pid-file="$DIR/run/mariadb.pid" --log-error="$DIR/log/mariadb.log" \
+    --skip-name-resolve </dev/null >/dev/null 2>&1 &
+  for _ in $(seq 60); do mariadb -S "$sock" -e 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done
+  mariadb -S "$sock" -e "create user if not exists 'slurm'@'127.0.0.1' identified by '$DB_PASS';
+    grant all on slurm_acct_db.* to 'slurm'@'127.0.0.1';" || die "MariaDB did not come up (see $DIR/log/mariadb.log)"
+}
+
+start_slurmdbd() {
+  local conf="$CONF_DIR/slurmdbd.conf"
+  {
+    echo "$MARKER"
+    echo "AuthType=auth/munge"
+    echo "DbdHost=$(hostname -s)"
+    echo "SlurmUser=root"
+    echo "PidFile=$DIR/run/slurmdbd.pid"
+    echo "LogFile=$DIR/log/slurmdbd.log"
+    echo "StorageType=accounting_storage/mysql"
+    echo "StorageHost=127.0.0.1"
+    echo "StoragePort=$DB_PORT"
+    echo "StorageUser=slurm"
+    echo "StoragePass=$DB_PASS"
+    echo "StorageLoc=slurm_acct_db"
+  } >"$conf"
+  chmod 600 "$conf"   # slurmdbd refuses a config others can read
+  slurmdbd
+  for _ in $(seq 60); do sacctmgr -n list cluster >/dev/null 2>&1 && return 0; sleep 0.5; done
+  die "slurmdbd did not answer (see $DIR/log/slurmdbd.log)"
+}
+
+# Cluster, an account and root's association, so `sbatch -A sftpipe` and the plugin's account
+# check (sacctmgr) work.
+register_accounting() {
+  sacctmgr -i add cluster sftpipe >/dev/null 2>&1 || true
+  sacctmgr -i add account sftpipe Cluster=sftpipe Description=tests Organization=sftpipe >/dev/null 2>&1 || true
+  sacctmgr -i add user root Account=sftpipe Cluster=sftpipe >/dev/null 2>&1 || true
+  sacctmgr -n -P list assoc user=root account=sftpipe format=account | grep -qx sftpipe \
+    || die "could not register account sftpipe for root"
+}
+
 write_config() {
-  local nodes=$1 gpus=$2 host ctl_addr i
+  local nodes=$1 gpus=$2 accounting=$3 host ctl_addr i
   host=$(hostname -s)
   if [[ $nodes -eq 1 ]]; then ctl_addr=127.0.0.1; else ctl_addr="$SUBNET_PREFIX.1"; fi
   if [[ -e "$CONF" ]] && ! grep -qF "$MARKER" "$CONF"; then
@@ -150,7 +206,12 @@ write_config() {
     echo "KillWait=5"
     echo "InactiveLimit=0"
     echo "SlurmdTimeout=60"
-    echo "AccountingStorageType=accounting_storage/none"
+    if [[ $accounting -eq 1 ]]; then
+      echo "AccountingStorageType=accounting_storage/slurmdbd"
+      echo "AccountingStorageHost=$ctl_addr"
+    else
+      echo "AccountingStorageType=accounting_storage/none"
+    fi
     echo "JobAcctGatherType=jobacct_gather/none"
     echo "JobCompType=jobcomp/none"
     echo "GresTypes=gpu"
@@ -171,7 +232,7 @@ write_config() {
       done
     done
   } >"$CONF_DIR/gres.conf"
-  echo "nodes=$nodes gpus=$gpus" >"$DIR/shape"
+  echo "nodes=$nodes gpus=$gpus accounting=$accounting" >"$DIR/shape"
 }
 
 wait_idle() {
@@ -191,18 +252,19 @@ wait_idle() {
 }
 
 cmd_up() {
-  local nodes=1 gpus=4
+  local nodes=1 gpus=4 accounting=0
   while [[ $# -gt 0 ]]; do
     case $1 in
       --nodes) nodes=$2; shift 2 ;;
       --gpus) gpus=$2; shift 2 ;;
+      --accounting) accounting=1; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
   [[ $nodes =~ ^[12]$ ]] || die "--nodes must be 1 or 2"
   [[ $gpus =~ ^[0-9]+$ && $gpus -ge 1 && $gpus -le 8 ]] || die "--gpus must be 1..8"
   need_root
-  if pid_alive "$DIR/run/slurmctld.pid" && [[ "$(cat "$DIR/shape" 2>/dev/null)" == "nodes=$nodes gpus=$gpus" ]]; then
+  if pid_alive "$DIR/run/slurmctld.pid" && [[ "$(cat "$DIR/shape" 2>/dev/null)" == "nodes=$nodes gpus=$gpus accounting=$accounting" ]]; then
     wait_idle "$nodes"; log "already up ($(cat "$DIR/shape"))"; return 0
   fi
   [[ -d "$DIR/run" ]] && cmd_down
@@ -212,9 +274,17 @@ cmd_up() {
   for i in $(seq "$nodes"); do mkdir -p "$DIR/spool/node$i"; done
   ensure_munge
   make_fake_gpus "$gpus"
-  write_config "$nodes" "$gpus"
+  write_config "$nodes" "$gpus" "$accounting"
   [[ $nodes -gt 1 ]] && setup_netns "$nodes"
   # -i: ignore stale state from an earlier run of a different shape
+  if [[ $accounting -eq 1 ]]; then
+    ensure_accounting_packages
+    start_mariadb
+    start_slurmdbd
+    register_accounting
+  else
+    rm -f "$CONF_DIR/slurmdbd.conf"
+  fi
   slurmctld -i
   for i in $(seq "$nodes"); do
     if [[ $nodes -gt 1 ]]; then
@@ -226,7 +296,7 @@ cmd_up() {
     fi
   done
   wait_idle "$nodes"
-  log "up: $nodes node(s), $gpus fake GPU(s) each, in $((SECONDS - t0))s; logs in $DIR/log"
+  log "up: $nodes node(s), $gpus fake GPU(s) each, accounting=$accounting, in $((SECONDS - t0))s; logs in $DIR/log"
 }
 
 cmd_down() {
@@ -236,9 +306,12 @@ cmd_down() {
   pid_alive "$DIR/run/slurmctld.pid" && scancel --full -u root >/dev/null 2>&1 || true
   for f in "$DIR"/run/slurmd-*.pid; do [[ -e "$f" ]] && stop_pidfile "$f"; done
   stop_pidfile "$DIR/run/slurmctld.pid"
+  stop_pidfile "$DIR/run/slurmdbd.pid"
+  stop_pidfile "$DIR/run/mariadb.pid"
   stop_pidfile "$DIR/run/munged.pid"
   teardown_netns
-  rm -rf "$DIR/state" "$DIR/spool" "$DIR/run" "$DIR/shape"
+  rm -rf "$DIR/state" "$DIR/spool" "$DIR/run" "$DIR/shape" "$DIR/mysql"
+  grep -qF "$MARKER" "$CONF_DIR/slurmdbd.conf" 2>/dev/null && rm -f "$CONF_DIR/slurmdbd.conf"
   log "down"
 }
 

@@ -180,29 +180,32 @@ def test_gpu_rule_sbatch_line_has_no_ntasks_per_gpu(workflow_run: WorkflowRun) -
 
 def test_gpu_rule_runs_once_and_sees_two_gpus(workflow_run: WorkflowRun) -> None:
     text = workflow_run.output("gpu_once.txt")
-    cvd = re.search(r"^CVD=(.*)$", text, re.MULTILINE)
-    assert cvd is not None and len(cvd.group(1).split(",")) == 2, text
-    assert re.search(r"^INNER_CVD=(.*)$", text, re.MULTILINE).group(1) == cvd.group(1)  # type: ignore[union-attr]
+    rule, inner = _env_lines(text, "RULE"), _env_lines(text, "INNER")
+    assert len(rule["CVD"].split(",")) == 2, text
+    assert inner["CVD"] == rule["CVD"]  # an inner srun --overlap sees the same two GPUs
+    assert text.count("RULE PID=") == 1
     # even with --ntasks-per-gpu=1 (two task slots) the plugin's `srun -n1` runs the rule once
     tasks1 = workflow_run.output("gpu_tasks1.txt")
-    assert len(re.findall(r"^PID=", tasks1, re.MULTILINE)) == 1, tasks1
-    assert len(re.search(r"^CVD=(.*)$", tasks1, re.MULTILINE).group(1).split(",")) == 2  # type: ignore[union-attr]
+    assert tasks1.count("RULE PID=") == 1, tasks1
+    assert len(_env_lines(tasks1, "RULE")["CVD"].split(",")) == 2
 
 
 def test_slurm_variables_inside_rule(workflow_run: WorkflowRun) -> None:
-    rule_env = _env_lines(workflow_run.output("gpu_once.txt"), "RULE_ENV")
-    inner_env = _env_lines(workflow_run.output("gpu_once.txt"), "INNER_ENV")
+    rule_env = _env_lines(workflow_run.output("gpu_once.txt"), "RULE")
+    inner_env = _env_lines(workflow_run.output("gpu_once.txt"), "INNER")
     for env in (rule_env, inner_env):
         assert env["SLURM_JOB_ID"] and env["SLURMD_NODENAME"] in ("node1", "node2")
         assert env["SLURM_STEP_NUM_NODES"] == "1" and env["SLURM_NNODES"] == "1"
+        assert env["SLURM_CONF"] == "/etc/slurm/slurm.conf"
         # stripped by the plugin before its srun, and not re-set by srun inside the step
         for gone in ("SLURM_JOB_GPUS", "SLURM_GPUS", "SLURM_MEM_PER_NODE", "SLURM_JOB_NUM_NODES"):
             assert gone not in env, gone
     assert rule_env["SLURM_STEP_ID"] == "0" and inner_env["SLURM_STEP_ID"] == "1"
     # on the 2-node job, SLURM_JOB_NODELIST names only step 0's node: slurm_env asks scontrol instead
-    two = _env_lines(workflow_run.output("two_nodes.txt"), "RULE_ENV")
+    two = _env_lines(workflow_run.output("two_nodes.txt"), "RULE")
     assert two["SLURM_JOB_NODELIST"] == "node1" and two["SLURM_NODELIST"] == "node[1-2]"
     assert two["SLURM_NNODES"] == "1"
+    assert workflow_run.output("two_nodes.txt").count("RULE PID=") == 1  # the rule itself ran once
 
 
 def test_two_node_rule_launches_one_rank_per_node(workflow_run: WorkflowRun) -> None:
@@ -274,3 +277,43 @@ def test_job_states(slurm_cluster: Cluster) -> None:
     finally:
         _run(["scancel", running, impossible])
     assert slurm_env.slurm_job_state("999999") == "unknown"
+
+
+def test_requeued_job_keeps_its_id_and_the_workflow_waits(
+    slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """SLURM owns retries (profile: slurm-requeue): a requeued job reruns under the same id."""
+    workdir = tmp_path_factory.mktemp("slurm_requeue")
+    cmd = [
+        sys.executable, "-m", "snakemake", "-s", str(WORKFLOW), "--profile", str(PROFILE),
+        "--directory", str(workdir), "--slurm-init-seconds-before-status-checks", "2",
+        "--seconds-between-status-checks", "2", "--latency-wait", "5",
+        "--config", 'targets=["requeued.txt"]',
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+    started = workdir / "first_run.started"
+    try:
+        deadline = time.monotonic() + 300
+        while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        assert started.exists(), "the first run never started"
+        job_id = started.read_text().strip()
+        assert _run(["scontrol", "requeue", job_id]).returncode == 0
+        # A requeued job waits ~2 minutes (PENDING, reason BeginTime) before it may start again;
+        # skip that wait once it is pending (an update during COMPLETING is overridden).
+        deadline, was_queued = time.monotonic() + 120, False
+        while (state := slurm_env.slurm_job_state(job_id)) == "queued" or not was_queued:
+            if state == "queued":
+                was_queued = True
+                _run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"])
+            assert time.monotonic() < deadline, f"requeued job {job_id} did not restart (state {state})"
+            time.sleep(0.5)
+        log, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _run(["scancel", "--full", "-u", "root"])
+    assert proc.returncode == 0, log[-5000:]
+    assert (workdir / "requeued.txt").read_text().split() == ["runs=2", f"job={job_id}"]
+    assert slurm_env.job_record(job_id)["Restarts"] == "1"

@@ -21,18 +21,17 @@ from sftpipe.plotting import plot_training
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 LF_CLI = Path(sys.executable).with_name("llamafactory-cli")
 
 
-def _lf_config(model_dir: Path, out_dir: Path, max_steps: int) -> str:
+def _lf_config(model_dir: Path, dataset_dir: Path, out_dir: Path, max_steps: int) -> str:
     return f"""\
 model_name_or_path: {model_dir}
 stage: sft
 do_train: true
 finetuning_type: full
 dataset: lf_demo
-dataset_dir: {REPO / "config" / "demo"}
+dataset_dir: {dataset_dir}
 template: qwen3_nothink
 cutoff_len: 128
 val_size: 0.1
@@ -77,29 +76,19 @@ def _train_steps_logged(log: Path) -> list[int]:
     return steps
 
 
-@pytest.fixture(scope="module")
-def model_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    try:  # the session-wide tiny model of tests/conftest.py, when it is there
-        return Path(request.getfixturevalue("tiny_model_dir"))
-    except pytest.FixtureLookupError:
-        from sftpipe.tiny_model import build_tiny_model
-
-        return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
-
-
-def test_metrics_on_killed_and_resumed_run(model_dir: Path, tmp_path: Path) -> None:
+def test_metrics_on_killed_and_resumed_run(tiny_model_dir: Path, demo_dataset_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     env = _env(tmp_path)
-    (tmp_path / "first.yaml").write_text(_lf_config(model_dir, out, max_steps=6))
+    (tmp_path / "first.yaml").write_text(_lf_config(tiny_model_dir, demo_dataset_dir, out, max_steps=6))
     with open(tmp_path / "first.log", "w") as console:
         proc = subprocess.Popen([str(LF_CLI), "train", str(tmp_path / "first.yaml")], cwd=tmp_path, env=env,
-                                stdout=console, stderr=subprocess.STDOUT)
+                                stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 300
         while 3 not in _train_steps_logged(out / "trainer_log.jsonl"):
             assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "LF did not reach step 3 in 300 s"
             time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole group: nothing of the first attempt survives
         proc.wait(30)
     checkpoints = sorted(p.name for p in out.glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-2"], f"kill landed late: {checkpoints}"
@@ -115,7 +104,7 @@ def test_metrics_on_killed_and_resumed_run(model_dir: Path, tmp_path: Path) -> N
     assert live["series"][1]["eval_loss"] is not None  # eval at step 2 came from the checkpoint's history
 
     # Resume with max_steps raised: LF restarts from checkpoint-2 and appends step 3 again.
-    (tmp_path / "second.yaml").write_text(_lf_config(model_dir, out, max_steps=7))
+    (tmp_path / "second.yaml").write_text(_lf_config(tiny_model_dir, demo_dataset_dir, out, max_steps=7))
     result = subprocess.run([str(LF_CLI), "train", str(tmp_path / "second.yaml")], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=400, check=False)
     assert result.returncode == 0, result.stdout[-3000:]

@@ -57,6 +57,8 @@ def _project(tmp: Path, model_dir: Path, output_dir: str, max_steps: int) -> sc.
 
     def edit(data):
         inp = data["runtime_info"]["input"]
+        inp["source"].update(type="local_lf", lf_path="config/demo/lf_demo.json")
+        inp["conversion"]["data_name"] = "demo_sft"
         inp["model"]["model_name_or_path"] = str(model_dir)
         inp["credentials"]["wandb_api_key"] = SECRET
         inp["credentials"]["hf_token"] = SECRET + "-hf"
@@ -75,7 +77,9 @@ def _start(cfg: sc.RunConfig, tmp: Path) -> tuple[subprocess.Popen, str, Path]:
     register(cfg, root / sc.LF_DATA_DIR / "dataset_info.json", root / "artifacts/data/registered.json")
     run_dir.mkdir(parents=True, exist_ok=True)
     lf_yaml = run_dir / "llamafactory_config.yaml"
-    lf_config.dump(lf_config.render(cfg), lf_yaml)
+    lf = lf_config.render(cfg)
+    lf.pop("ddp_backend", None)  # one process without torchrun: no process group to configure
+    lf_config.dump(lf, lf_yaml)
     lf_config.dump(sc.redacted(cfg.data), run_dir / "run_config.yaml")
     records.write_start_records(cfg, run_dir)
     rid = run_index.append_entry(root / sc.INDEX_PATH, {
@@ -185,7 +189,7 @@ def test_publish_loads_with_transformers_and_verifies(real_run, capsys):
             assert torch.equal(tensor, trained[name]), name
     text = tok.apply_chat_template([{"role": "user", "content": "fix the bug"}], tokenize=False,
                                    add_generation_prompt=True)
-    ids = tok(text, return_tensors="pt")
+    ids = tok(text, return_tensors="pt", return_token_type_ids=False)
     gen = model.generate(**ids, max_new_tokens=3, do_sample=False)
     assert gen.shape[1] == ids["input_ids"].shape[1] + 3 or tok.eos_token_id in gen[0].tolist()
 
@@ -276,3 +280,43 @@ def test_rotation_guard_keeps_the_best_checkpoint(model_dir, tmp_path):
     kept = best_checkpoint.best_checkpoint(tmp_path / "rot")
     assert [r["step"] for r in kept["checkpoints"]] == [best_step]  # rotation deleted every other one
     assert kept["best"]["step"] == best_step
+
+
+def test_publish_consolidates_a_zero3_checkpoint(model_dir, tmp_path):
+    """ZeRO-3 on 2 CPU ranks with stage3_gather_16bit_weights_on_model_save off: the checkpoint holds only
+    shards; publish consolidates them (tied embeddings included) into a model transformers loads."""
+    import torch
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    repo = Path(__file__).resolve().parents[2]
+    ds = json.loads((repo / "artifacts/training_config/deepspeed/ds_z3_config.json").read_text())
+    ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] = False
+    (tmp_path / "ds.json").write_text(json.dumps(ds))
+    run_dir = tmp_path / "z3"
+    lf = {"model_name_or_path": str(model_dir), "stage": "sft", "do_train": True, "finetuning_type": "full",
+          "dataset": "lf_demo", "dataset_dir": str(repo / "config/demo"), "template": "qwen3_nothink",
+          "cutoff_len": 128, "output_dir": str(run_dir), "per_device_train_batch_size": 1, "max_steps": 2,
+          "learning_rate": 1.0e-3, "logging_steps": 1, "save_steps": 2, "report_to": "none",
+          "deepspeed": str(tmp_path / "ds.json"), "ddp_backend": "gloo", "preprocessing_num_workers": 1}
+    (tmp_path / "z3.yaml").write_text(yaml.safe_dump(lf))
+    env = _env(tmp_path) | {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2", "DS_ACCELERATOR": "cpu"}
+    result = subprocess.run([str(LF_CLI), "train", str(tmp_path / "z3.yaml")], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    ckpt = run_dir / "checkpoint-2"
+    assert not list(ckpt.glob("model*.safetensors")) and (ckpt / "latest").is_file()  # shards only
+
+    rows = best_checkpoint.checkpoint_table(run_dir)
+    assert [(r["step"], r["complete"]) for r in rows] == [(2, True)]
+    out = publish.publish(tmp_path, str(run_dir), "tiny-z3", "0.1.0", checkpoint="latest", out_dir=tmp_path / "pub")
+    manifest = yaml.safe_load((out / "model.yaml").read_text())
+    assert manifest["weights"]["method"] == "zero_to_fp32" and manifest["weights"]["files"] == ["model.safetensors"]
+    assert publish.verify(out) == []
+    model = AutoModelForCausalLM.from_pretrained(out)
+    AutoTokenizer.from_pretrained(out)
+    reference = get_fp32_state_dict_from_zero_checkpoint(str(ckpt))
+    loaded = model.state_dict()
+    assert set(reference) == set(loaded)
+    for name, tensor in reference.items():
+        assert torch.equal(loaded[name].float(), tensor.float()), name

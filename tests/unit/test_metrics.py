@@ -214,7 +214,7 @@ def test_cli_metrics_json(finished_run: Path, capsys: pytest.CaptureFixture[str]
     assert json.loads(capsys.readouterr().out)["final_loss"] == 4.5667
     args = parser.parse_args(["metrics", str(finished_run / "missing")])
     assert args.func(args) == 1
-    assert "does not exist" in capsys.readouterr().out
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_cli_metrics_out_paths(finished_run: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -266,3 +266,19 @@ def test_final_loss_after_resume_is_recomputed(finished_run: Path) -> None:
     assert s["resumed"] is True and s["train_results_train_loss"] == 2.0
     assert s["final_loss"] == pytest.approx((5.1 * 2 + 4.2 * 2 + 4.4 * 2) / 6) == s["loss_step_weighted_mean"]
     assert any("only sums the steps after the resume" in w for w in s["warnings"])
+
+
+def test_started_but_nothing_logged_yet(tmp_path: Path) -> None:
+    (tmp_path / "trainer_log.jsonl").write_text("")
+    m = extract_metrics(tmp_path)
+    s = m["summary"]
+    assert m["series"] == [] and s["finished"] is False
+    assert s["total_steps"] is None and s["last_loss"] is None and s["mean_loss"] is None
+    assert any("run not finished" in w for w in s["warnings"])
+
+
+def test_state_from_an_earlier_run_is_flagged(finished_run: Path) -> None:
+    # overwrite_output_dir removes trainer_log.jsonl but leaves the old trainer_state.json behind.
+    _write_jsonl(finished_run / "trainer_log.jsonl", [_log_line(2, loss=7.7, lr=4e-05, epoch=0.5)])
+    s = extract_metrics(finished_run)["summary"]
+    assert any("disagree on the loss at steps [2]" in w for w in s["warnings"])

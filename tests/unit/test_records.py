@@ -80,6 +80,8 @@ def project_with_secret(tmp_path, monkeypatch):
     subprocess.run([*git, "commit", "-qm", "base"], check=True)
 
     def put_secrets(data):
+        data["runtime_info"]["input"]["source"].update(type="local_lf", lf_path="config/demo/lf_demo.json")
+        data["runtime_info"]["input"]["conversion"]["data_name"] = "demo_sft"
         data["runtime_info"]["input"]["credentials"]["wandb_api_key"] = SECRET
         data["runtime_info"]["input"]["credentials"]["hf_token"] = SECRET + "-hf"
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,9 @@ def test_append_assigns_ids_and_keeps_field_order(tmp_path: Path) -> None:
     assert append_entry(index, _entry(records={"metrics": tmp_path / "m.json"})) == "run_002"
     text = index.read_text()
     assert text.startswith(HEADER)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(index.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
     entries = read_entries(index)
     assert [e["id"] for e in entries] == ["run_001", "run_002"]
     assert list(entries[0]) == list(FIELDS)
@@ -157,3 +162,27 @@ def test_number_like_strings_stay_strings_for_any_yaml_reader(tmp_path: Path) ->
     for doc in (pyyaml.safe_load(index.read_text()), YAML(typ="safe", pure=True).load(index.read_text())):
         e = doc[0]
         assert (e["config_hash"], e["git_commit"], e["slurm_job_id"], e["variant"]) == ("123e4", "0123", "42", "yes")
+
+
+def test_cli_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import json
+
+    from sftpipe.run_index import register_cli
+
+    index = tmp_path / "index.yaml"
+    append_entry(index, _entry())
+    append_entry(index, _entry(variant="lr-sweep"))
+    update_entry(index, "run_002", status="completed", exit_code=0, final_loss=0.5,
+                 checkpoint_path="artifacts/model/r/checkpoint-6/")
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers())
+    args = parser.parse_args(["history", "--index", str(index), "--last", "1"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "run_002" in out and "0.5000" in out and "run_001" not in out
+    args = parser.parse_args(["history", "--index", str(index), "--json"])
+    assert args.func(args) == 0
+    assert [e["status"] for e in json.loads(capsys.readouterr().out)] == ["running", "completed"]
+    index.write_text("- id: [\n")
+    assert args.func(args) == 1

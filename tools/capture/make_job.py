@@ -32,14 +32,23 @@ def main(argv: list[str] | None = None) -> int:
         agent = trial["agent_info"]["name"]
         model = trial["agent_info"]["model_info"]["name"]
         key = f"{agent}__{model}__{trial['source']}"
-        entry = evals.setdefault(key, {"n_trials": 0, "n_errors": 0, "metrics": [],
-                                       "pass_at_k": {}, "reward_stats": {"reward": {}},
-                                       "exception_stats": {}})
+        entry = evals.setdefault(
+            key,
+            {
+                "n_trials": 0,
+                "n_errors": 0,
+                "metrics": [],
+                "pass_at_k": {},
+                "reward_stats": {"reward": {}},
+                "exception_stats": {},
+            },
+        )
         entry["n_trials"] += 1
         rewards = (trial.get("verifier_result") or {}).get("rewards") or {}
         for name, value in rewards.items():
             entry["reward_stats"].setdefault(name, {}).setdefault(str(float(value)), []).append(
-                trial["trial_name"])
+                trial["trial_name"]
+            )
         if trial.get("exception_info"):
             entry["n_errors"] += 1
             exc = trial["exception_info"]["exception_type"]
@@ -59,9 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         "finished_at": finished,
         "n_total_trials": len(trials),
         "stats": {
-            "n_completed_trials": len(trials), "n_errored_trials": n_errored,
-            "n_running_trials": 0, "n_pending_trials": 0, "n_cancelled_trials": 0,
-            "n_retries": 0, "evals": evals,
+            "n_completed_trials": len(trials),
+            "n_errored_trials": n_errored,
+            "n_running_trials": 0,
+            "n_pending_trials": 0,
+            "n_cancelled_trials": 0,
+            "n_retries": 0,
+            "evals": evals,
             "n_input_tokens": int(totals["n_input_tokens"]),
             "n_cache_tokens": int(totals["n_cache_tokens"]),
             "n_output_tokens": int(totals["n_output_tokens"]),
@@ -77,10 +90,19 @@ def main(argv: list[str] | None = None) -> int:
         "orchestrator": {"type": "local", "n_concurrent_trials": 1},
         "environment": first["environment"],
         "verifier": first["verifier"],
-        "agents": [{"name": first["agent"]["name"], "model_name": first["agent"]["model_name"],
-                    "kwargs": first["agent"]["kwargs"]}],
-        "datasets": [{"path": str(Path(first["task"]["path"]).parent),
-                      "task_names": sorted({t["task_name"] for t in trials})}],
+        "agents": [
+            {
+                "name": first["agent"]["name"],
+                "model_name": first["agent"]["model_name"],
+                "kwargs": first["agent"]["kwargs"],
+            }
+        ],
+        "datasets": [
+            {
+                "path": str(Path(first["task"]["path"]).parent),
+                "task_names": sorted({t["task_name"] for t in trials}),
+            }
+        ],
     }
     (args.job_dir / "config.json").write_text(json.dumps(config, indent=4) + "\n")
     (args.job_dir / "result.json").write_text(json.dumps(result, indent=4) + "\n")

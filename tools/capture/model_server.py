@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -130,7 +130,7 @@ class ProxyLog:
             "session_id": self.session_id,
             "success": failure is None,
             "request_time": int(finished * 1000),
-            "timestamp": datetime.fromtimestamp(finished, timezone.utc).isoformat(),
+            "timestamp": datetime.fromtimestamp(finished, UTC).isoformat(),
             "duration_ms": int((finished - started) * 1000),
             "request_body": request_body,
             "response_body": response_body,
@@ -172,8 +172,13 @@ def anthropic_request_for_log(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def completion_record(
-    model: str, turn: dict[str, Any], tool_ids: list[str], with_thinking: bool,
-    prompt_tokens: int, msg_id: str, thinking_blocks: bool,
+    model: str,
+    turn: dict[str, Any],
+    tool_ids: list[str],
+    with_thinking: bool,
+    prompt_tokens: int,
+    msg_id: str,
+    thinking_blocks: bool,
 ) -> dict[str, Any]:
     """The OpenAI chat.completion the proxy logs for a scripted turn.
 
@@ -191,8 +196,11 @@ def completion_record(
     calls = turn.get("tool_calls") or []
     if calls:
         message["tool_calls"] = [
-            {"id": tid, "type": "function",
-             "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+            {
+                "id": tid,
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+            }
             for tid, c in zip(tool_ids, calls)
         ]
     completion_tokens = _estimate_tokens(turn)
@@ -201,17 +209,20 @@ def completion_record(
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "finish_reason": "tool_calls" if calls else "stop",
-                     "message": message}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens,
-                  "prompt_tokens_details": {"cached_tokens": 0}, "cost": 0.0},
+        "choices": [{"index": 0, "finish_reason": "tool_calls" if calls else "stop", "message": message}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "cost": 0.0,
+        },
     }
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "ModelServer"
+    server: ModelServer
 
     def log_message(self, fmt: str, *args: Any) -> None:  # quieter stderr
         sys.stderr.write("[model_server] " + (fmt % args) + "\n")
@@ -256,10 +267,25 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0].rstrip("/")
         if path.endswith("/models"):
             model = self.server.model_name
-            self._send_json(200, {"object": "list", "data": [
-                {"id": model, "object": "model", "type": "model", "created": 0,
-                 "owned_by": "scripted", "display_name": model}],
-                "has_more": False, "first_id": model, "last_id": model})
+            self._send_json(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": model,
+                            "object": "model",
+                            "type": "model",
+                            "created": 0,
+                            "owned_by": "scripted",
+                            "display_name": model,
+                        }
+                    ],
+                    "has_more": False,
+                    "first_id": model,
+                    "last_id": model,
+                },
+            )
         else:
             self._send_json(200, {"status": "ok"})
 
@@ -321,61 +347,145 @@ class Handler(BaseHTTPRequestHandler):
         tool_ids = [_call_id("toolu_", chain, turn_no, i, self.server.salt) for i in range(len(calls))]
         blocks: list[dict[str, Any]] = []
         if with_thinking and turn.get("thinking"):
-            blocks.append({"type": "thinking", "thinking": turn["thinking"],
-                           "signature": SIGNATURE_PREFIX + msg_id[-8:]})
+            blocks.append(
+                {
+                    "type": "thinking",
+                    "thinking": turn["thinking"],
+                    "signature": SIGNATURE_PREFIX + msg_id[-8:],
+                }
+            )
         if turn.get("text"):
             blocks.append({"type": "text", "text": turn["text"]})
         for tid, call in zip(tool_ids, calls):
-            blocks.append({"type": "tool_use", "id": tid, "name": call["name"],
-                           "input": call["arguments"]})
+            blocks.append({"type": "tool_use", "id": tid, "name": call["name"], "input": call["arguments"]})
         prompt_tokens = _estimate_tokens(body)
-        record = completion_record(model, turn, tool_ids, with_thinking, prompt_tokens, msg_id,
-                                   thinking_blocks=True)
+        record = completion_record(
+            model, turn, tool_ids, with_thinking, prompt_tokens, msg_id, thinking_blocks=True
+        )
         out_tokens = record["usage"]["completion_tokens"]
         stop_reason = "tool_use" if calls else "end_turn"
-        usage = {"input_tokens": prompt_tokens, "output_tokens": out_tokens,
-                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        usage = {
+            "input_tokens": prompt_tokens,
+            "output_tokens": out_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
         if not body.get("stream"):
-            self._send_json(200, {"id": msg_id, "type": "message", "role": "assistant",
-                                  "model": model, "content": blocks, "stop_reason": stop_reason,
-                                  "stop_sequence": None, "usage": usage})
+            # Log before the last bytes go out: once the client has the whole answer
+            # it may exit and the harness stops this server.
+            self.server.log.write(log_body, record, started)
+            self._send_json(
+                200,
+                {
+                    "id": msg_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": blocks,
+                    "stop_reason": stop_reason,
+                    "stop_sequence": None,
+                    "usage": usage,
+                },
+            )
         else:
             self._start_sse()
 
             def event(name: str, data: dict[str, Any]) -> None:
                 self._chunk(f"event: {name}\ndata: {json.dumps(data)}\n\n")
 
-            event("message_start", {"type": "message_start", "message": {
-                "id": msg_id, "type": "message", "role": "assistant", "model": model,
-                "content": [], "stop_reason": None, "stop_sequence": None,
-                "usage": {**usage, "output_tokens": 1}}})
+            event(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": msg_id,
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {**usage, "output_tokens": 1},
+                    },
+                },
+            )
             for index, block in enumerate(blocks):
                 if block["type"] == "thinking":
-                    event("content_block_start", {"type": "content_block_start", "index": index,
-                          "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
-                    event("content_block_delta", {"type": "content_block_delta", "index": index,
-                          "delta": {"type": "thinking_delta", "thinking": block["thinking"]}})
-                    event("content_block_delta", {"type": "content_block_delta", "index": index,
-                          "delta": {"type": "signature_delta", "signature": block["signature"]}})
+                    event(
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": index,
+                            "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+                        },
+                    )
+                    event(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "thinking_delta", "thinking": block["thinking"]},
+                        },
+                    )
+                    event(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "signature_delta", "signature": block["signature"]},
+                        },
+                    )
                 elif block["type"] == "text":
-                    event("content_block_start", {"type": "content_block_start", "index": index,
-                          "content_block": {"type": "text", "text": ""}})
-                    event("content_block_delta", {"type": "content_block_delta", "index": index,
-                          "delta": {"type": "text_delta", "text": block["text"]}})
+                    event(
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": index,
+                            "content_block": {"type": "text", "text": ""},
+                        },
+                    )
+                    event(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "text_delta", "text": block["text"]},
+                        },
+                    )
                 else:
-                    event("content_block_start", {"type": "content_block_start", "index": index,
-                          "content_block": {"type": "tool_use", "id": block["id"],
-                                            "name": block["name"], "input": {}}})
-                    event("content_block_delta", {"type": "content_block_delta", "index": index,
-                          "delta": {"type": "input_json_delta",
-                                    "partial_json": json.dumps(block["input"])}})
+                    event(
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": index,
+                            "content_block": {
+                                "type": "tool_use",
+                                "id": block["id"],
+                                "name": block["name"],
+                                "input": {},
+                            },
+                        },
+                    )
+                    event(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])},
+                        },
+                    )
                 event("content_block_stop", {"type": "content_block_stop", "index": index})
-            event("message_delta", {"type": "message_delta",
-                  "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                  "usage": {"output_tokens": out_tokens}})
+            event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": out_tokens},
+                },
+            )
+            self.server.log.write(log_body, record, started)
             event("message_stop", {"type": "message_stop"})
             self._end_sse()
-        self.server.log.write(log_body, record, started)
 
     def _side_text(self, body: dict[str, Any]) -> str:
         # Claude Code's title generator asks for JSON via output_format; others want text.
@@ -410,23 +520,35 @@ class Handler(BaseHTTPRequestHandler):
             self._fail(log_body, started, anthropic=False)
             return
         model = body.get("model", self.server.model_name)
-        turn = ({"text": self._side_text(body)} if action == "side"
-                else self.server.script.turn(chain, turn_no))
+        turn = (
+            {"text": self._side_text(body)} if action == "side" else self.server.script.turn(chain, turn_no)
+        )
         calls = turn.get("tool_calls") or []
         tool_ids = [_call_id("call_", chain, turn_no, i, self.server.salt) for i in range(len(calls))]
         msg_id = "chatcmpl-" + uuid.uuid4().hex[:24]
-        record = completion_record(model, turn, tool_ids, self.server.openai_reasoning,
-                                   _estimate_tokens(body), msg_id, thinking_blocks=False)
+        record = completion_record(
+            model,
+            turn,
+            tool_ids,
+            self.server.openai_reasoning,
+            _estimate_tokens(body),
+            msg_id,
+            thinking_blocks=False,
+        )
         if not body.get("stream"):
+            self.server.log.write(log_body, record, started)
             self._send_json(200, record)
         else:
             self._start_sse()
-            base = {"id": msg_id, "object": "chat.completion.chunk",
-                    "created": record["created"], "model": model}
+            base = {
+                "id": msg_id,
+                "object": "chat.completion.chunk",
+                "created": record["created"],
+                "model": model,
+            }
 
             def chunk(delta: dict[str, Any], finish: str | None = None) -> None:
-                payload = {**base, "choices": [{"index": 0, "delta": delta,
-                                                "finish_reason": finish}]}
+                payload = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
                 self._chunk(f"data: {json.dumps(payload)}\n\n")
 
             message = record["choices"][0]["message"]
@@ -436,25 +558,47 @@ class Handler(BaseHTTPRequestHandler):
             if message.get("content"):
                 chunk({"content": message["content"]})
             for index, call in enumerate(message.get("tool_calls") or []):
-                chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
-                                       "function": {"name": call["function"]["name"],
-                                                    "arguments": ""}}]})
-                chunk({"tool_calls": [{"index": index, "function": {
-                    "arguments": call["function"]["arguments"]}}]})
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": index,
+                                "id": call["id"],
+                                "type": "function",
+                                "function": {"name": call["function"]["name"], "arguments": ""},
+                            }
+                        ]
+                    }
+                )
+                chunk(
+                    {
+                        "tool_calls": [
+                            {"index": index, "function": {"arguments": call["function"]["arguments"]}}
+                        ]
+                    }
+                )
             chunk({}, record["choices"][0]["finish_reason"])
             if (body.get("stream_options") or {}).get("include_usage"):
                 payload = {**base, "choices": [], "usage": record["usage"]}
                 self._chunk(f"data: {json.dumps(payload)}\n\n")
+            self.server.log.write(log_body, record, started)
             self._chunk("data: [DONE]\n\n")
             self._end_sse()
-        self.server.log.write(log_body, record, started)
 
 
 class ModelServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, script: Script, log: ProxyLog, model_name: str,
-                 salt: str, openai_reasoning: bool, stall_file: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        script: Script,
+        log: ProxyLog,
+        model_name: str,
+        salt: str,
+        openai_reasoning: bool,
+        stall_file: str | None = None,
+    ) -> None:
         super().__init__(("127.0.0.1", port), Handler)
         self.script = script
         self.log = log
@@ -475,15 +619,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port-file", help="write the bound port here once listening")
     parser.add_argument("--stall-file", help="touched when a scripted stall begins")
     parser.add_argument("--model-name", default="scripted-model")
-    parser.add_argument("--no-openai-reasoning", action="store_true",
-                        help="do not emit reasoning_content on the OpenAI endpoint")
+    parser.add_argument(
+        "--no-openai-reasoning",
+        action="store_true",
+        help="do not emit reasoning_content on the OpenAI endpoint",
+    )
     args = parser.parse_args(argv)
     with open(args.script, encoding="utf-8") as fh:
         script = Script(json.load(fh), args.workdir)
-    server = ModelServer(args.port, script, ProxyLog(args.log, args.session_id),
-                         args.model_name, salt=args.session_id,
-                         openai_reasoning=not args.no_openai_reasoning,
-                         stall_file=args.stall_file)
+    server = ModelServer(
+        args.port,
+        script,
+        ProxyLog(args.log, args.session_id),
+        args.model_name,
+        salt=args.session_id,
+        openai_reasoning=not args.no_openai_reasoning,
+        stall_file=args.stall_file,
+    )
     port = server.server_address[1]
     if args.port_file:
         with open(args.port_file, "w", encoding="utf-8") as fh:

@@ -48,12 +48,18 @@ def main() -> int:
         ],
     )
     conversation = Conversation(
-        agent=agent, workspace=args.workdir, max_iteration_per_run=args.max_iterations,
+        agent=agent,
+        workspace=args.workdir,
+        max_iteration_per_run=args.max_iterations,
         persistence_dir=os.path.join(os.environ.get("HOME", "/tmp"), "oh-conversations"),
     )
-    conversation.send_message(instruction)
-    conversation.run()
-    print("OPENHANDS_STATUS", conversation.state.execution_status)
+    try:
+        conversation.send_message(instruction)
+        conversation.run()
+        print("OPENHANDS_STATUS", conversation.state.execution_status)
+    finally:
+        # Closes the terminal tool's tmux session, which would otherwise outlive us.
+        conversation.close()
     return 0
 
 

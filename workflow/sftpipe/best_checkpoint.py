@@ -47,12 +47,25 @@ def _metric_rows(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return [rows[s] for s in sorted(rows)], []
 
 
+def has_zero_shards(path: Path) -> bool:
+    """A DeepSpeed checkpoint whose `latest` tag names a non-empty global_stepN directory."""
+    latest = Path(path) / "latest"
+    if not latest.is_file():
+        return False
+    tag_dir = Path(path) / latest.read_text().strip()
+    return tag_dir.is_dir() and any(tag_dir.glob("*model_states.pt"))
+
+
 def checkpoint_table(run_dir: Path, model_only: bool = False) -> list[dict[str, Any]]:
     """Every checkpoint-N of the run, oldest first, with completeness and metrics at its step."""
     run_dir = Path(run_dir)
     series, _ = _metric_rows(run_dir)
     rows = []
     for ckpt in checkpoints.list_checkpoints(run_dir, model_only):
+        if not ckpt.complete and ckpt.problem == "no model weights" and has_zero_shards(ckpt.path):
+            # ZeRO-3 with stage3_gather_16bit_weights_on_model_save off: HF removes the (empty) weights file
+            # and the weights live only in the shards, which sft publish consolidates.
+            ckpt = checkpoints.Checkpoint(ckpt.path, ckpt.step, True)
         losses = [r for r in series if r["step"] <= ckpt.step and isinstance(r.get("loss"), (int, float))]
         at = next((r for r in series if r["step"] == ckpt.step), {})
         mtime = ckpt.path.stat().st_mtime

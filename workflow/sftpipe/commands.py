@@ -108,8 +108,21 @@ def cmd_convert_config(args: argparse.Namespace) -> int:
 
     cfg = load_from_args(args)
     report = convert_job(cfg.root / cfg.job_dir, args.out_dir, cfg.data_name, conversion_options(cfg))
-    summary = report.summary() if hasattr(report, "summary") else report
-    print(json.dumps(summary, indent=2, default=str))
+    print(report.to_text())
+    if report.rows_written == 0:  # nothing to train on: fail here, with the report, not later in LF
+        print(f"error: no rows written from {cfg.job_dir}; see the per-trial reasons above", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    from . import lf_config, lf_dataset
+    from .fsutil import atomic_write_json
+
+    cfg = load_from_args(args)
+    report = lf_dataset.tokenize_dataset(lf_config.render(cfg), tokenized_path=args.out)
+    atomic_write_json(args.out / "sft_tokenize_report.json", report)
+    print(json.dumps(report, indent=2, default=str))
     return 0
 
 
@@ -183,6 +196,11 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     add_config_args(p)
     p.add_argument("--out-dir", type=Path, default=Path("artifacts/data"))
     p.set_defaults(func=cmd_convert_config)
+
+    p = sub.add_parser("tokenize", help="pre-tokenize the dataset on CPU into a LLaMA-Factory tokenized_path")
+    add_config_args(p)
+    p.add_argument("--out", type=Path, required=True, help="tokenized_path directory (must not exist)")
+    p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser("train", help="run (or resume) the training job of this config")
     add_config_args(p)

@@ -154,14 +154,15 @@ def format_table(result: dict[str, Any]) -> str:
 
     out = [line(k, v) for k, v in rows]
     out.append("")
+    missing = [r for r in result["runs"] if not r["config_source"]]
     if result["config_differences"]:
         out.append(f"config differences ({len(result['config_differences'])} keys):")
         out += [line(k, v) for k, v in result["config_differences"].items()]
-    else:
+    elif not missing:
         out.append("config: no differences")
-    for r in result["runs"]:
-        if not r["config_source"]:
-            out.append(f"warning: {r['label']}: no {RUN_CONFIG} or {LF_CONFIG} in {r['run_dir']}")
+    for r in missing:
+        out.append(f"warning: {r['label']}: no {RUN_CONFIG} or {LF_CONFIG} in {r['run_dir']}: its config is "
+                   "unknown and not compared")
     return "\n".join(out)
 
 

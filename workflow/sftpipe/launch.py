@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import checkpoints, lf_config, run_index
+from . import checkpoints, lf_config, plan, run_index
 from .config import INDEX_PATH, LOGS_DIR, RunConfig, redacted
 from .fsutil import atomic_write_json, display_path
 from .gitinfo import git_commit
@@ -235,7 +235,8 @@ def train(cfg: RunConfig, manifest: Path, index_path: Path | None = None) -> int
     _archive_stale(run_dir / STOP_REASON, stamp)
 
     lf_yaml = run_dir / LF_YAML
-    lf_config.dump(lf_config.render(cfg, resume_from=prepared.resume_from), lf_yaml)
+    tokenized = plan.tokenized_path(cfg) if cfg.infrastructure["pretokenize"] else None
+    lf_config.dump(lf_config.render(cfg, resume_from=prepared.resume_from, tokenized_path=tokenized), lf_yaml)
     lf_config.dump(redacted(cfg.data), run_dir / RESOLVED_CONFIG)
 
     run_id = run_index.append_entry(index_path, {

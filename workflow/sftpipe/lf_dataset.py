@@ -186,7 +186,7 @@ def parse_train_args(cfg: dict[str, Any]) -> ParsedArgs:
 def _percentile(sorted_vals: list[int], q: float) -> int:
     if not sorted_vals:
         return 0
-    idx = min(len(sorted_vals) - 1, max(0, int(round(q / 100 * (len(sorted_vals) - 1)))))
+    idx = min(len(sorted_vals) - 1, max(0, round(q / 100 * (len(sorted_vals) - 1))))
     return sorted_vals[idx]
 
 
@@ -270,7 +270,7 @@ def _tokenize(args: ParsedArgs, tokenized_path: Path | None) -> dict[str, Any]:
         # 3) The real thing: LF's get_dataset (tokenize, truncate, split, save to tokenized_path).
         transformers.set_seed(targs.seed)
         module = get_dataset(template, margs, dargs, targs, stage="sft", **tok_module)
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError, RuntimeError) as exc:
+    except Exception as exc:  # LF and `datasets` raise many types; all mean "this data cannot be used"
         raise LFDatasetError(f"LLaMA-Factory failed on the dataset: {type(exc).__name__}: {exc}") from exc
 
     splits = {"train": module.get("train_dataset")}

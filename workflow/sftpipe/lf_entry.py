@@ -8,7 +8,8 @@ It calls LLaMA-Factory's own `run_exp` (same YAML, same OmegaConf `key=value` ov
 
 * `StopOnRequestCallback` (always): a graceful stop. SIGTERM or SIGUSR1, or the appearance of the
   file named by env `SFT_STOP_FILE`, makes every rank save a complete checkpoint at the next
-  optimizer-step end and stop. Rank 0 then writes `<output_dir>/stop_reason.json` and the process
+  optimizer-step end and stop. Rank 0 then writes `<output_dir>/stop_reason.json` (reason, signal,
+  step, checkpoint, and under `requested` the stop file's JSON content if any) and the process
   exits with `STOP_EXIT_CODE` (75). LLaMA-Factory's end-of-run work (final model in output_dir,
   train_results.json, loss plot) is skipped for a stopped run, so `train_results.json` still means
   "finished". Re-running the same config resumes from the checkpoint (LF auto-resume).
@@ -89,15 +90,16 @@ class StopOnRequestCallback(TrainerCallback):
         return code
 
     # --- trainer hooks ----------------------------------------------------------------------------
-    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001 (HF callback signature)
+    def on_train_begin(self, args, state, control, **kwargs):
         if self._install:  # re-assert: libraries loaded since construction may have replaced them
             self._install_handlers()
         if state.is_world_process_zero:
             _archive_stale_stop_reason(Path(args.output_dir))
 
-    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+    def on_step_end(self, args, state, control, **kwargs):
         code = _agree_max(self.request_code(), args)
-        if code != _NONE and self.reason is None:
+        # At the last step the run is finishing anyway: let it finish and write its final outputs.
+        if code != _NONE and self.reason is None and state.global_step < state.max_steps:
             self.reason = {
                 "reason": "stop_file" if code == _STOP_FILE else "signal",
                 "signal": None if code == _STOP_FILE else _CODE_NAMES[code],
@@ -109,7 +111,7 @@ class StopOnRequestCallback(TrainerCallback):
             control.should_training_stop = True
         return control
 
-    def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
+    def on_save(self, args, state, control, **kwargs):
         if self.reason is None:
             return control
         _barrier()  # every rank has finished writing its shards before the checkpoint is declared
@@ -117,16 +119,18 @@ class StopOnRequestCallback(TrainerCallback):
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             self.reason.update(
                 checkpoint=str(ckpt),
-                checkpoint_complete=(ckpt / "trainer_state.json").is_file(),
-                time=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                checkpoint_complete=_checkpoint_complete(ckpt, zero=bool(args.deepspeed)),
+                time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             )
+            if self.reason["reason"] == "stop_file" and self.stop_file is not None:
+                self.reason["requested"] = _read_request(self.stop_file)
             _write_json_atomic(Path(args.output_dir) / STOP_REASON_FILE, self.reason)
             if self.reason["reason"] == "stop_file" and self.stop_file is not None:
                 self.stop_file.unlink(missing_ok=True)  # honoured; a resumed run must not stop again
         _barrier()
         return control
 
-    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+    def on_train_end(self, args, state, control, **kwargs):
         if self.reason is not None:
             raise TrainingStopped(self.reason)  # same point on every rank: no collective is left open
         return control
@@ -149,6 +153,25 @@ def _barrier() -> None:
 
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
+
+
+def _checkpoint_complete(ckpt: Path, zero: bool) -> bool:
+    """trainer_state.json is written last by the Trainer; DeepSpeed adds `latest` + its shard dir."""
+    if not (ckpt / "trainer_state.json").is_file():
+        return False
+    if not zero:
+        return True
+    latest = ckpt / "latest"
+    return latest.is_file() and (ckpt / latest.read_text().strip()).is_dir()
+
+
+def _read_request(stop_file: Path) -> dict[str, Any] | None:
+    """The stop file's content when it is a JSON object (the launcher writes why it asked)."""
+    try:
+        data = json.loads(stop_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:

@@ -28,12 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import statistics
-import tempfile
+import sys
 from pathlib import Path
 from typing import Any
+
+from sftpipe.writeback import atomic_replace
 
 TRAINER_STATE = "trainer_state.json"
 TRAINER_LOG = "trainer_log.jsonl"
@@ -142,6 +143,13 @@ def _latest_checkpoint_state(run_dir: Path) -> Path | None:
     return best[1] if best else None
 
 
+def _same(a: Any, b: Any) -> bool:
+    fa, fb = _finite(a), _finite(b)
+    if fa is None or fb is None:
+        return (fa is None) == (fb is None)
+    return math.isclose(fa, fb, rel_tol=1e-9, abs_tol=1e-12)
+
+
 def _row(step: int) -> dict[str, Any]:
     return {field: None for field in SERIES_FIELDS} | {"step": step}
 
@@ -216,6 +224,15 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
     if state is not None:
         final_entry = _merge_state(rows, state["log_history"], state_path)
         state_step = state.get("global_step") if isinstance(state.get("global_step"), int) else max(rows, default=-1)
+    # Both records take a step's loss from the same log_history entry, so they must agree; if not,
+    # trainer_state.json is likely left over from an earlier run in this directory.
+    mismatched = [line["current_steps"] for line in log_lines
+                  if "loss" in line and line["current_steps"] in rows and rows[line["current_steps"]]["loss"]
+                  is not None and not _same(line["loss"], rows[line["current_steps"]]["loss"])]
+    if mismatched:
+        warnings.append(f"{TRAINER_LOG} and {state_path.name if state_path else TRAINER_STATE} disagree on the "
+                        f"loss at steps {mismatched[:10]}: the state file may be from an earlier run in this "
+                        f"directory; values shown are the state file's")
     _merge_log(rows, log_lines, state_step)
     series = [rows[s] for s in sorted(rows)]
 
@@ -304,28 +321,14 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
     return {"summary": summary, "series": series}
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_metrics(run_dir: Path, out_json: Path | None = None, out_jsonl: Path | None = None) -> dict[str, Any]:
     """Write metrics.json (summary + series) and metrics.jsonl (one object per logged step)."""
     run_dir = Path(run_dir)
     metrics = extract_metrics(run_dir)
     out_json = Path(out_json) if out_json else run_dir / METRICS_JSON
     out_jsonl = Path(out_jsonl) if out_jsonl else run_dir / METRICS_JSONL
-    _atomic_write_text(out_json, json.dumps(metrics, indent=2) + "\n")
-    _atomic_write_text(out_jsonl, "".join(json.dumps(row) + "\n" for row in metrics["series"]))
+    atomic_replace(out_json, (json.dumps(metrics, indent=2) + "\n").encode())
+    atomic_replace(out_jsonl, "".join(json.dumps(row) + "\n" for row in metrics["series"]).encode())
     return metrics
 
 
@@ -347,7 +350,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
         else:
             metrics = extract_metrics(args.run_dir)
     except MetricsError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(metrics["summary"], indent=2) if args.json else _format_summary(metrics["summary"]))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         else:
             metrics = extract_metrics(args.run_dir)
     except (MetricsError, OSError, json.JSONDecodeError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     out = args.out or args.run_dir / DEFAULT_PNG
     plot_training(metrics, out, args.title or f"Training: {args.run_dir.resolve().name}")

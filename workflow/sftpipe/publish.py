@@ -102,12 +102,42 @@ def _copy_weights(ckpt: Path, dest: Path) -> dict[str, Any]:
     latest = ckpt / "latest"
     if not latest.is_file():
         raise PublishError(f"{ckpt} has neither HF weights nor a DeepSpeed `latest` tag to consolidate")
-    from deepspeed.utils.zero_to_fp32 import convert_zero_checkpoint_to_fp32_state_dict
-
     tag = latest.read_text().strip()
-    convert_zero_checkpoint_to_fp32_state_dict(str(ckpt), str(dest), safe_serialization=True, tag=tag)
-    return {"method": "zero_to_fp32", "tag": tag,
-            "files": sorted(p.name for p in dest.iterdir() if p.name.startswith("model"))}
+    files = consolidate_zero(ckpt, dest, tag)
+    return {"method": "zero_to_fp32", "tag": tag, "dtype": "float32", "files": files}
+
+
+def consolidate_zero(ckpt: Path, dest: Path, tag: str, max_shard_size: str = "5GB") -> list[str]:
+    """ZeRO shards → HF safetensors (fp32, sharded with an index when large).
+
+    DeepSpeed's own convert_zero_checkpoint_to_fp32_state_dict(safe_serialization=True) fails on models
+    with tied embeddings (small Qwen3s: lm_head.weight is embed_tokens.weight, and safetensors refuses
+    shared tensors), so the state dict is taken from it and saved here with aliases dropped; HF's
+    from_pretrained re-ties lm_head from the config.
+    """
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    from huggingface_hub import split_torch_state_dict_into_shards
+    from safetensors.torch import save_file
+
+    state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt), tag=tag)
+    seen: dict[tuple[int, tuple[int, ...]], str] = {}
+    # lm_head last, so the embedding keeps its name and the head is the alias dropped
+    for name in sorted(state, key=lambda n: (n.startswith("lm_head"), n)):
+        key = (state[name].data_ptr(), tuple(state[name].shape))
+        if key in seen:
+            del state[name]
+        else:
+            seen[key] = name
+    split = split_torch_state_dict_into_shards(state, filename_pattern="model{suffix}.safetensors",
+                                               max_shard_size=max_shard_size)
+    for filename, names in split.filename_to_tensors.items():
+        save_file({n: state[n].contiguous() for n in names}, str(dest / filename), metadata={"format": "pt"})
+    files = sorted(split.filename_to_tensors)
+    if split.is_sharded:
+        index = {"metadata": split.metadata, "weight_map": split.tensor_to_filename}
+        (dest / "model.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        files.append("model.safetensors.index.json")
+    return files
 
 
 def _copy_support_files(sources: list[Path], dest: Path) -> dict[str, str]:

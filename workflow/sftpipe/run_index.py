@@ -13,9 +13,8 @@ import argparse
 import contextlib
 import fcntl
 import json
-import os
 import re
-import tempfile
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from sftpipe.writeback import needs_quotes, plain_yaml_value
+from sftpipe.writeback import WritebackError, atomic_replace, needs_quotes, plain_yaml_value
 
 FIELDS = ("id", "block", "variant", "status", "exit_code", "run_dir", "log", "started_at", "last_updated",
           "completed_at", "config_hash", "git_commit", "data_name", "checkpoint_path", "best_checkpoint",
@@ -70,7 +69,10 @@ def _validate(entry: dict[str, Any]) -> dict[str, Any]:
     code = entry.get("exit_code")
     if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
         raise RunIndexError(f"exit_code {code!r} is not an integer")
-    return {name: plain_yaml_value(entry.get(name), name) for name in FIELDS}
+    try:
+        return {name: plain_yaml_value(entry.get(name), name) for name in FIELDS}
+    except WritebackError as exc:  # e.g. a datetime from an unquoted hand-edited time
+        raise RunIndexError(str(exc)) from exc
 
 
 class _EntryDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
@@ -132,21 +134,6 @@ def _load(index_path: Path) -> tuple[str, list[dict[str, Any]], list[int]]:
     return text, entries, starts
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _next_id(doc: list[dict[str, Any]]) -> str:
     numbers = [int(m.group(1)) for item in doc if (m := re.fullmatch(r"run_(\d+)", str(item["id"])))]
     return f"run_{max(numbers, default=0) + 1:03d}"
@@ -167,7 +154,7 @@ def append_entry(index_path: Path, entry: dict[str, Any]) -> str:
             text = HEADER
         elif not text.endswith("\n"):
             text += "\n"
-        _atomic_write(index_path, text + block)
+        atomic_replace(index_path, (text + block).encode())
         return entry["id"]
 
 
@@ -212,7 +199,7 @@ def update_entry(index_path: Path, run_id: str, **fields: Any) -> dict[str, Any]
         expected[i] = _validate(updated)
         if _parse(index_path, new_text) != expected:
             raise RunIndexError(f"{index_path}: rewriting entry {run_id!r} would change other entries; not written")
-        _atomic_write(index_path, new_text)
+        atomic_replace(index_path, new_text.encode())
         return expected[i]
 
 
@@ -229,11 +216,11 @@ def _cmd_history(args: argparse.Namespace) -> int:
     try:
         entries = read_entries(args.index)
     except RunIndexError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     entries = entries[-args.last:] if args.last else entries
     if args.json:
-        print(json.dumps(entries, indent=2))
+        print(json.dumps(entries, indent=2, default=str))
         return 0
     print(f"{'id':10s} {'status':12s} {'variant':16s} {'started_at':21s} {'final_loss':>10s}  checkpoint")
     for e in entries:

@@ -155,7 +155,7 @@ def progress(run_dir: Path) -> dict[str, Any]:
     if not log.is_file():
         return out
     try:
-        lines, _ = read_trainer_log(log, out["warnings"])
+        lines = read_trainer_log(log, out["warnings"])[0]
     except MetricsError as exc:
         out["warnings"].append(str(exc))
         return out

@@ -335,22 +335,30 @@ def parse_state(raw: str) -> str:
 
 
 def slurm_job_state(job_id: str | int) -> str:
-    """Current state of a job: squeue first (cheap), scontrol for jobs squeue no longer lists.
+    """Current state of a job (one of JOB_STATES): squeue, then scontrol, then sacct.
 
     Returns "unknown" once SLURM has forgotten the job (after MinJobAge without accounting).
     """
     job = str(job_id)
-    try:
-        out = _run(["squeue", "-h", "-j", job, "-o", "%T"]).strip()
+    try:  # -t all: without it squeue hides finished jobs even when asked for their id
+        out = _run(["squeue", "-h", "-t", "all", "-j", job, "-o", "%T"]).strip()
     except SlurmEnvError:
         out = ""  # squeue errors for ids it no longer knows ("Invalid job id specified")
     if out:
         return parse_state(out.splitlines()[0])
     try:
-        record = job_record(job)
+        state = job_record(job).get("JobState", "")
+    except SlurmEnvError:
+        state = ""
+    if state:
+        return parse_state(state)
+    # Forgotten by slurmctld (MinJobAge passed): only accounting still knows. Without slurmdbd
+    # sacct fails at once ("accounting storage is disabled") and the answer is "unknown".
+    try:
+        out = _run(["sacct", "-n", "-X", "-P", "-j", job, "-o", "State"]).strip()
     except SlurmEnvError:
         return "unknown"
-    return parse_state(record.get("JobState", ""))
+    return parse_state(out.splitlines()[0]) if out else "unknown"
 
 
 def _main(argv: Sequence[str] | None = None) -> int:

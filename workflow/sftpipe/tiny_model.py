@@ -41,44 +41,50 @@ PAD_TOKEN, EOS_TOKEN = "<|endoftext|>", "<|im_end|>"
 # Qwen-style ChatML rendering (our own Jinja). It matches LLaMA-Factory's qwen3 / qwen3_nothink
 # templates: tools go into the system turn, assistant tool calls become <tool_call> JSON blocks,
 # consecutive tool results share one user turn of <tool_response> blocks, assistant content
-# (including any <think> block) is rendered verbatim, and `enable_thinking=false` on the
+# (including any <think> block) is rendered verbatim (a call right after a "</think>\n\n" prefix
+# gets no extra newline, as in LF and Qwen3), and `enable_thinking=false` on the
 # generation prompt pre-fills an empty think block as Qwen3 does.
-CHAT_TEMPLATE = (
-    "{%- set sys = messages[0].content if messages and messages[0].role == 'system' else '' -%}"
-    "{%- if tools -%}"
-    "<|im_start|>system\n{% if sys %}{{ sys }}\n\n{% endif %}"
-    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
-    "{%- for t in tools %}\n{{ (t if t.type == 'function' else {'type': 'function', 'function': t}) | tojson }}"
-    "{%- endfor %}\n</tools>\n\nFor each function call, return a json object with function name and "
-    "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
-    '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n'
-    "{%- elif sys -%}"
-    "<|im_start|>system\n{{ sys }}<|im_end|>\n"
-    "{%- endif -%}"
-    "{%- for m in messages -%}"
-    "{%- if m.role == 'user' -%}"
-    "<|im_start|>user\n{{ m.content }}<|im_end|>\n"
-    "{%- elif m.role == 'assistant' -%}"
-    "<|im_start|>assistant\n{{ m.content or '' }}"
-    "{%- for c in (m.tool_calls or []) -%}"
-    "{%- set f = c.function if c.function is defined else c -%}"
-    "{%- if m.content or not loop.first %}\n{% endif -%}"
-    '<tool_call>\n{"name": {{ f.name | tojson }}, "arguments": '
-    "{{ (f.arguments if f.arguments is string else (f.arguments | tojson)) }}}\n</tool_call>"
-    "{%- endfor -%}"
-    "<|im_end|>\n"
-    "{%- elif m.role == 'tool' -%}"
-    "{%- if loop.first or messages[loop.index0 - 1].role != 'tool' %}<|im_start|>user{% endif -%}"
-    "\n<tool_response>\n{{ m.content }}\n</tool_response>"
-    "{%- if loop.last or messages[loop.index0 + 1].role != 'tool' %}<|im_end|>\n{% endif -%}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}"
-    "<|im_start|>assistant\n"
-    "{%- if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif -%}"
-    "{%- endif -%}"
-)
+CHAT_TEMPLATE = r"""
+{#- Every literal is emitted through an expression with whitespace control, so the line breaks of
+    this source and transformers' trim_blocks/lstrip_blocks settings never leak into the text. -#}
+{%- set sys = messages[0].content if messages and messages[0].role == 'system' else '' -%}
+{%- if tools -%}
+  {{- '<|im_start|>system\n' -}}
+  {%- if sys -%}{{- sys + '\n\n' -}}{%- endif -%}
+  {{- '# Tools\n\nYou may call one or more functions to assist with the user query.\n\n' -}}
+  {{- 'You are provided with function signatures within <tools></tools> XML tags:\n<tools>' -}}
+  {%- for t in tools -%}
+    {{- '\n' + ((t if t.type == 'function' else {'type': 'function', 'function': t}) | tojson) -}}
+  {%- endfor -%}
+  {{- '\n</tools>\n\nFor each function call, return a json object with function name and arguments ' -}}
+  {{- 'within <tool_call></tool_call> XML tags:\n<tool_call>\n' -}}
+  {{- '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n' -}}
+{%- elif sys -%}
+  {{- '<|im_start|>system\n' + sys + '<|im_end|>\n' -}}
+{%- endif -%}
+{%- for m in messages -%}
+  {%- if m.role == 'user' -%}
+    {{- '<|im_start|>user\n' + m.content + '<|im_end|>\n' -}}
+  {%- elif m.role == 'assistant' -%}
+    {{- '<|im_start|>assistant\n' + (m.content or '') -}}
+    {%- for c in (m.tool_calls or []) -%}
+      {%- set f = c.function if c.function is defined else c -%}
+      {%- if not loop.first or (m.content and not m.content.endswith('\n')) -%}{{- '\n' -}}{%- endif -%}
+      {{- '<tool_call>\n{"name": ' + (f.name | tojson) + ', "arguments": ' -}}
+      {{- (f.arguments if f.arguments is string else (f.arguments | tojson)) + '}\n</tool_call>' -}}
+    {%- endfor -%}
+    {{- '<|im_end|>\n' -}}
+  {%- elif m.role == 'tool' -%}
+    {%- if loop.first or messages[loop.index0 - 1].role != 'tool' -%}{{- '<|im_start|>user' -}}{%- endif -%}
+    {{- '\n<tool_response>\n' + m.content + '\n</tool_response>' -}}
+    {%- if loop.last or messages[loop.index0 + 1].role != 'tool' -%}{{- '<|im_end|>\n' -}}{%- endif -%}
+  {%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+  {{- '<|im_start|>assistant\n' -}}
+  {%- if enable_thinking is defined and not enable_thinking -%}{{- '<think>\n\n</think>\n\n' -}}{%- endif -%}
+{%- endif -%}
+""".strip()
 
 
 @dataclass(frozen=True)
@@ -111,32 +117,37 @@ PRESETS: dict[str, Preset] = {
 # ---------------------------------------------------------------------------------------------
 # Deterministic training corpus
 # ---------------------------------------------------------------------------------------------
-_WORDS = (
+_WORDS = (  # noqa: SIM905 (a word list reads better as prose)
     "the a an of to in and or for with on at by from as is are was were be been it this that these "
-    "those you we they he she i my your our their its not no yes can could should would will may "
-    "must do does did done make made run runs running test tests testing file files directory path "
-    "code function class method module package import return value values error errors exception "
-    "fix fixed bug bugs issue issues change changes patch diff commit branch merge repository repo "
-    "build install dependency dependencies version release config configuration option options "
-    "argument arguments parameter parameters string number list dict object array type types "
-    "check checks validate validation parse parser output input read write open close create delete "
-    "update add remove rename move copy search find replace line lines column row rows table data "
-    "dataset model training train loss step steps epoch batch token tokens length size memory time "
-    "first second third last next previous new old current default empty missing invalid valid "
-    "because when where while if then else after before until since so but also only just still "
-    "user users assistant system tool tools call calls result results response request server client "
-    "please let me now here there what which who how why all any each every some many more most "
-    "small large fast slow simple complex good bad correct wrong true false none null python shell "
-    "command commands terminal script scripts log logs message messages warning info debug trace "
-    "look looks see saw show shows use used using need needs want try tried work works worked "
-    "expected actual behavior behaviour problem solution approach implement implementation refactor "
-    "edge case cases handle handles handling return returns raise raises catch throw thread process "
-    "queue cache buffer stream socket network request timeout retry limit offset page pages index"
+    "those you we they he she i my your our their its not no yes can could should would will may must "
+    "do does did done make made run runs running test tests testing file files directory path code "
+    "function class method module package import return value values error errors exception fix fixed "
+    "bug bugs issue issues change changes patch diff commit branch merge repository repo build "
+    "install dependency dependencies version release config configuration option options argument "
+    "arguments parameter parameters string number list dict object array type types check checks "
+    "validate validation parse parser output input read write open close create delete update add "
+    "remove rename move copy search find replace line lines column row rows table data dataset model "
+    "training train loss step steps epoch batch token tokens length size memory time first second "
+    "third last next previous new old current default empty missing invalid valid because when where "
+    "while if then else after before until since so but also only just still user users assistant "
+    "system tool tools call calls result results response request server client please let me now "
+    "here there what which who how why all any each every some many more most small large fast slow "
+    "simple complex good bad correct wrong true false none null python shell command commands "
+    "terminal script scripts log logs message messages warning info debug trace look looks see saw "
+    "show shows use used using need needs want try tried work works worked expected actual behavior "
+    "behaviour problem solution approach implement implementation refactor edge case cases handle "
+    "handles handling return returns raise raises catch throw thread process queue cache buffer "
+    "stream socket network request timeout retry limit offset page pages index header headers issue "
+    "pass passes passed failed fails failing repository testbed inspect smallest summary changed "
+    "replace replaced occurrence exact optionally range stdout stderr finish submit description "
+    "properties required function functions signatures provided json arguments name assertion "
+    "traceback regression guarded confirm reason described affected rerun edited edit helper keeps "
+    "behaviour stable replacement datetime timezone naive aware slash slashes quote"
 ).split()
-_IDENT = (
-    "get set load save read write parse build run make init reset update apply compute count "
-    "user item node tree graph path file name key value data config state cache result error "
-    "list map index table row col size len total max min sum avg buffer stream token batch model"
+_IDENT = (  # noqa: SIM905 (a word list reads better as prose)
+    "get set load save read write parse build run make init reset update apply compute count user "
+    "item node tree graph path file name key value data config state cache result error list map "
+    "index table row col size len total max min sum avg buffer stream token batch model"
 ).split()
 _MODULES = ("os", "sys", "json", "re", "math", "time", "pathlib", "typing", "subprocess", "collections")
 
@@ -184,9 +195,12 @@ def _shell_snippet(rng: random.Random) -> str:
         f"python -m pytest tests/test_{_ident(rng)}.py -x -q", f"grep -rn \"{_ident(rng)}\" src/",
         f"sed -n {rng.randint(1, 50)},{rng.randint(51, 200)}p {_ident(rng)}.py", "pip install -e .",
     )
-    out = (f"{rng.randint(1, 40)} passed, {rng.randint(0, 3)} failed in {rng.random() * 9:.2f}s",
-           f"Traceback (most recent call last):\n  File \"{_ident(rng)}.py\", line {rng.randint(1, 300)}"
-           f", in {_ident(rng)}\nKeyError: '{_ident(rng)}'", "On branch main\nnothing to commit")
+    out = (
+        f"{rng.randint(1, 40)} passed, {rng.randint(0, 3)} failed in {rng.random() * 9:.2f}s",
+        (f"Traceback (most recent call last):\n  File \"{_ident(rng)}.py\", line {rng.randint(1, 300)}"
+         f", in {_ident(rng)}\nKeyError: '{_ident(rng)}'"),
+        "On branch main\nnothing to commit",
+    )
     sha = "".join(rng.choice("0123456789abcdef") for _ in range(rng.choice((7, 12, 40))))
     return f"$ {rng.choice(cmds)}\n{rng.choice(out)}\ncommit {sha}"
 
@@ -197,11 +211,21 @@ def _tool_call_snippet(rng: random.Random) -> str:
     return f"<tool_call>\n{json.dumps(call)}\n</tool_call>"
 
 
+def _tool_schema_snippet(rng: random.Random) -> str:
+    props = {_ident(rng): {"type": rng.choice(("string", "integer", "boolean")), "description": _sentence(rng)}
+             for _ in range(rng.randint(1, 3))}
+    schema = {"type": "function", "function": {"name": _ident(rng), "description": _sentence(rng),
+                                               "parameters": {"type": "object", "properties": props,
+                                                              "required": sorted(props)[:1]}}}
+    return json.dumps(schema)
+
+
 def corpus(n_docs: int = 6000, seed: int = 1234) -> list[str]:
-    """Deterministic mixed corpus (prose, Python, shell sessions, tool-call JSON)."""
+    """Deterministic mixed corpus (prose, Python, shell sessions, tool-call and tool-schema JSON)."""
     rng = random.Random(seed)
     makers = (lambda: " ".join(_sentence(rng) for _ in range(rng.randint(2, 6))),
-              lambda: _python_snippet(rng), lambda: _shell_snippet(rng), lambda: _tool_call_snippet(rng))
+              lambda: _python_snippet(rng), lambda: _shell_snippet(rng), lambda: _tool_call_snippet(rng),
+              lambda: _tool_schema_snippet(rng))
     return [makers[i % len(makers)]() for i in range(n_docs)]
 
 

@@ -209,7 +209,22 @@ def _verify(old_text: str, new_text: str, output: dict[str, Any]) -> None:
         raise WritebackError(f"splicing '{SECTION}.{KEY}' would change other keys, not written")
 
 
-def _atomic_replace(path: Path, data: bytes, mode: int) -> None:
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_replace(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` via a temp file in the same directory, fsync and os.replace.
+
+    ``mode`` defaults to the existing file's mode, or for a new file to what open() would give
+    (mkstemp alone would leave it 0600).
+    """
+    path = Path(path)
+    if mode is None:
+        mode = path.stat().st_mode & 0o7777 if path.exists() else _default_mode()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -247,5 +262,5 @@ def write_output_block(config_path: Path, output: dict[str, Any]) -> None:
             except WritebackError as exc:
                 raise WritebackError(f"{config_path}: {exc}") from exc
             if new_text != text:
-                _atomic_replace(path, new_text.encode("utf-8"), os.fstat(f.fileno()).st_mode & 0o7777)
+                atomic_replace(path, new_text.encode("utf-8"), os.fstat(f.fileno()).st_mode & 0o7777)
             return

@@ -163,10 +163,13 @@ def test_chain_building_cost_is_linear_in_the_log_size() -> None:
     sizes, seconds = {}, {}
     for n_chains in (100, 200):  # 1000 and 2000 calls, interleaved chains of 10 calls
         calls = _synthetic_calls(n_chains, 10)
-        stats = ChainStats()
-        started = time.process_time()
-        conversations = conversations_from_calls(calls, IssueLog(), stats)
-        seconds[len(calls)] = time.process_time() - started
+        timings = []
+        for _ in range(3):  # the fastest of three runs: less noise from GC and other processes
+            stats = ChainStats()
+            started = time.process_time()
+            conversations = conversations_from_calls(calls, IssueLog(), stats)
+            timings.append(time.process_time() - started)
+        seconds[len(calls)] = min(timings)
         total_messages = sum(len(c.request["messages"]) for c in calls)
         assert len(conversations) == n_chains and all(c.n_calls == 10 for c in conversations)
         # Every message of every request is hashed exactly once, with one dict lookup each.

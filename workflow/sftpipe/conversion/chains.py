@@ -8,10 +8,15 @@ them when they resend history), a lone text part compared as a plain string, and
 billing line reduced to its `cc_is_subagent` flag (its `cch=` value, and in 2.1.x a suffix of
 `cc_version=`, change between requests of one chain).
 
-Linear time: each message of each request is serialised and hashed once; a running hash over the
-messages gives one digest per prefix length. The digest of every call's full history is kept in a
-dict (digest -> call), and each later call looks its own prefix digests up in it: O(total bytes),
-never a pairwise comparison of requests.
+Linear time: each distinct normalised message gets an integer id and each history is a path of ids
+in a prefix trie (history_keys.py), so a call's history is one trie node and its prefixes are that
+node's ancestors. `node of a call's full history -> call` lives in a dict that each later call
+probes with its ancestors: O(total messages), never a pairwise comparison of requests. Linking
+needs only request-less summaries (`CallSummary`); the request of a chain's tail is loaded when its
+conversation is built (`proxy_scan` re-reads it from the log, so a whole trial is never held).
+
+Reasoning the client did not resend (OpenHands SDK drops `reasoning_content` from its history) is put
+back from the earlier calls' own responses.
 
 Chains that are not continuations of each other (sub-agents with their own system prompt and tools,
 the restart after context compaction, side calls) become separate conversations. Side calls
@@ -25,22 +30,19 @@ when the tool set has neither an edit nor a write tool, or when the chain's firs
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .history_keys import ROOT, MessageIds, PrefixTrie, request_history
 from .issues import IssueLog
 from .model import Conversation, Message
-from .normalize_anthropic import BILLING_PREFIX
 from .normalize_call import normalize_call, response_message
 from .normalize_common import NormContext
 from .proxy_log import ProxyCall
 
-_DROP_KEYS = {"cache_control", "signature", "reasoning_content", "thinking_blocks", "provider_specific_fields"}
-_DROP_BLOCKS = {"thinking", "redacted_thinking"}
-_SUBAGENT_FLAG_RE = re.compile(r"\bcc_is_subagent=true\b")
 _TITLE_RE = re.compile(r"title generator|generate a (?:short |concise )?title|conversation title", re.IGNORECASE)
 # Tool names that change files; a chain without any of them is a read-only (sub-)agent.
 _EDIT_TOOL_RE = re.compile(r"edit|write|patch|str_replace|create_file", re.IGNORECASE)
@@ -49,64 +51,61 @@ GEN_PARAM_KEYS = (
     "model", "temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "reasoning_effort",
     "thinking", "tool_choice", "stop", "seed", "presence_penalty", "frequency_penalty", "n",
 )
-_SEED = b"sftpipe-chain-v1"
 _SUBAGENT_TOOLS = {"agent", "task"}
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if k not in _DROP_KEYS}
-    if isinstance(value, list):
-        items = [_clean(v) for v in value if not (isinstance(v, dict) and str(v.get("type")) in _DROP_BLOCKS)]
-        if len(items) == 1 and isinstance(items[0], dict) and set(items[0]) == {"type", "text"} \
-                and items[0]["type"] == "text":
-            return items[0]["text"]
-        return items
-    if isinstance(value, str) and value.startswith(BILLING_PREFIX):
-        return f"{BILLING_PREFIX} subagent={bool(_SUBAGENT_FLAG_RE.search(value))}"
-    return value
-
-
-def message_digest(message: Any) -> bytes:
-    text = json.dumps(_clean(message), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-
-
-def request_history(request: dict[str, Any]) -> list[Any]:
-    """The request's messages, with an Anthropic top-level `system` as a leading system message."""
-    messages = list(request.get("messages") or [])
-    if request.get("system"):
-        messages.insert(0, {"role": "system", "content": request["system"]})
-    return messages
 
 
 @dataclass
 class ChainStats:
     """Operation counts of one build, so tests can check linear behaviour without timing."""
 
-    messages_hashed: int = 0
-    lookups: int = 0
+    messages_hashed: int = 0  # messages keyed into the trie (every message of every request, once)
+    lookups: int = 0  # supersession probes (one per history prefix)
+    messages_parsed: int = 0  # messages a streaming scan had to parse (not byte-equal to a seen one)
+    messages_normalised: int = 0  # messages normalised + serialised + digested
 
 
-def link_calls(calls: list[ProxyCall], issues: IssueLog, stats: ChainStats | None = None) -> list[list[int]]:
-    """Group calls (already sorted by time) into chains; each chain lists call indices in order."""
+@dataclass
+class CallSummary:
+    """A successful call without its request: what linking and a chain's members need."""
+
+    line_no: int
+    request_time: float | None
+    response: dict[str, Any] | None
+    usage: dict[str, Any]
+    has_tools: bool
+    node: int  # trie node of the call's history (request_history order)
+    depth: int  # messages in that history
+    offset: int = -1  # where the line lies in the log, to read the request again
+    length: int = 0
+    crc: int = 0
+
+
+CallLoader = Callable[[CallSummary], ProxyCall | None]
+
+
+def link_calls(calls: list[CallSummary], parent: list[int], issues: IssueLog,
+               stats: ChainStats | None = None) -> list[list[int]]:
+    """Group calls (already sorted by time) into chains; each chain lists call indices in order.
+
+    A call is superseded by the first later call whose history has the call's history as a prefix
+    (an ancestor node, or the same node: a retry, counted as duplicate_request).
+    """
     stats = stats if stats is not None else ChainStats()
-    full_owner: dict[bytes, int] = {}
+    full_owner: dict[int, int] = {}
     superseded_by: list[int | None] = [None] * len(calls)
     for k, call in enumerate(calls):
-        running = _SEED
-        history = request_history(call.request)
-        for j, message in enumerate(history):
-            running = hashlib.blake2b(running + message_digest(message), digest_size=16).digest()
-            stats.messages_hashed += 1
+        node = call.node
+        stats.messages_hashed += call.depth
+        while node != ROOT:
             stats.lookups += 1
-            owner = full_owner.get(running)
+            owner = full_owner.get(node)
             if owner is not None and superseded_by[owner] is None:
                 superseded_by[owner] = k
-                if j == len(history) - 1:
+                if node == call.node:
                     issues.add("duplicate_request", f"line {calls[owner].line_no} repeated by line {call.line_no}")
-        if history:
-            full_owner[running] = k
+            node = parent[node]
+        if call.node != ROOT:
+            full_owner[call.node] = k
     tail_of = list(range(len(calls)))
     for i in range(len(calls) - 1, -1, -1):
         nxt = superseded_by[i]
@@ -116,6 +115,20 @@ def link_calls(calls: list[ProxyCall], issues: IssueLog, stats: ChainStats | Non
     for i, tail in enumerate(tail_of):
         members.setdefault(tail, []).append(i)
     return sorted(members.values(), key=lambda chain: chain[0])
+
+
+def summarize_calls(calls: list[ProxyCall], trie: PrefixTrie, stats: ChainStats | None = None) -> list[CallSummary]:
+    """Summaries of calls held in memory (each message normalised: the reference, unoptimised path)."""
+    ids = MessageIds()
+    out = []
+    for call in calls:
+        history = [ids.id_of(m) for m in request_history(call.request)]
+        out.append(CallSummary(line_no=call.line_no, request_time=call.request_time, response=call.response,
+                               usage=call.usage, has_tools=bool(call.request.get("tools")),
+                               node=trie.path(history), depth=len(history)))
+    if stats is not None:
+        stats.messages_normalised += ids.normalised
+    return out
 
 
 def _non_system_count(history: list[Any]) -> int:
@@ -135,7 +148,7 @@ def has_edit_tool(tools: list[dict[str, Any]]) -> bool:
     return False
 
 
-def _sum_usage(calls: list[ProxyCall]) -> dict[str, Any]:
+def _sum_usage(calls: list[CallSummary]) -> dict[str, Any]:
     total: dict[str, Any] = {}
     for call in calls:
         for key, value in call.usage.items():
@@ -147,18 +160,30 @@ def _sum_usage(calls: list[ProxyCall]) -> dict[str, Any]:
 def conversations_from_calls(
     calls: list[ProxyCall], issues: IssueLog, stats: ChainStats | None = None
 ) -> list[Conversation]:
-    chains = link_calls(calls, issues, stats)
-    file_has_tools = any(call.request.get("tools") for call in calls)
+    """Conversations of calls held in memory (sorted by time), e.g. from `read_proxy_log`."""
+    trie = PrefixTrie()
+    summaries = summarize_calls(calls, trie, stats)
+    call_of = {id(summary): call for summary, call in zip(summaries, calls)}
+    return build_conversations(summaries, trie.parent, lambda summary: call_of[id(summary)], issues, stats)
+
+
+def build_conversations(calls: list[CallSummary], parent: list[int], load: CallLoader, issues: IssueLog,
+                        stats: ChainStats | None = None) -> list[Conversation]:
+    """Link the calls into chains and turn each chain's tail (its request loaded by `load`) into a conversation."""
+    chains = link_calls(calls, parent, issues, stats)
+    file_has_tools = any(call.has_tools for call in calls)
     conversations: list[Conversation] = []
     for chain in chains:
         members = [calls[i] for i in chain]
-        # A tool-less request that extends a tool-using chain (summary/compaction prompt): not an agent turn.
-        while len(members) > 1 and not members[-1].request.get("tools") and any(
-            m.request.get("tools") for m in members[:-1]
-        ):
-            issues.add("toolless_chain_extension", f"line {members[-1].line_no} dropped from its chain")
-            members.pop()
-        tail = members[-1]
+        # Tool-less requests that extend a tool-using chain (summary/compaction prompt): not agent turns.
+        last_with_tools = max((n for n, m in enumerate(members) if m.has_tools), default=-1)
+        if 0 <= last_with_tools < len(members) - 1:
+            for dropped in members[last_with_tools + 1:]:
+                issues.add("toolless_chain_extension", f"line {dropped.line_no} dropped from its chain")
+            members = members[: last_with_tools + 1]
+        tail = load(members[-1])
+        if tail is None:
+            continue  # counted by the loader
         history = request_history(tail.request)
         if not tail.request.get("tools") and _non_system_count(history) <= 2 and (
             file_has_tools or _TITLE_RE.search(_system_blob(history))
@@ -187,7 +212,7 @@ def conversations_from_calls(
     return conversations
 
 
-def _restore_reasoning(messages: list[Message], earlier: list[ProxyCall], issues: IssueLog) -> None:
+def _restore_reasoning(messages: list[Message], earlier: list[CallSummary], issues: IssueLog) -> None:
     """Put back reasoning that the client did not resend (OpenHands SDK drops reasoning_content).
 
     Each earlier call's response is an assistant turn of the final history; they are matched in

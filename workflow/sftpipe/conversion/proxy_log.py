@@ -9,9 +9,10 @@ marks a failed call (a missing field means success). Successful calls are return
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from .issues import IssueLog
 
@@ -29,69 +30,133 @@ class ProxyCall:
     usage: dict[str, Any] = field(default_factory=dict)
 
 
-def _number(value: Any) -> float | None:
+class _HasTime(Protocol):
+    line_no: int
+    request_time: float | None
+
+
+_Timed = TypeVar("_Timed", bound=_HasTime)
+
+
+def as_number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
 
 
-def read_proxy_log(path: Path, issues: IssueLog, max_line_bytes: int = MAX_LINE_BYTES) -> list[ProxyCall]:
-    """All successful, well-formed calls of one log, sorted by request_time. Never raises on content."""
-    calls: list[ProxyCall] = []
-    n_records = 0
-    n_failed = 0
+@dataclass
+class LogLine:
+    """One non-empty line of the log, with where it lies in the file (to read it again later)."""
+
+    line_no: int
+    offset: int  # byte offset of the line in the file
+    raw: bytes  # the line as read, newline included when present
+    is_last_unterminated: bool
+
+    @property
+    def length(self) -> int:
+        return len(self.raw)
+
+
+def iter_log_lines(handle: BinaryIO, issues: IssueLog, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[LogLine]:
+    """Non-blank lines of an open log; oversized lines are skipped (counted) without being held whole."""
+    line_no = 0
+    offset = 0
+    while True:
+        raw = handle.readline(max_line_bytes + 1)
+        if not raw:
+            return
+        line_no += 1
+        start = offset
+        offset += len(raw)
+        if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+            # Skip the rest of the oversized line without holding it in memory.
+            while raw and not raw.endswith(b"\n"):
+                raw = handle.readline(1024 * 1024)
+                offset += len(raw)
+            issues.add("huge_line", f"line {line_no} over {max_line_bytes} bytes")
+            continue
+        if not raw.strip():
+            continue
+        yield LogLine(line_no, start, raw, not raw.endswith(b"\n"))
+
+
+def decode_line(line: LogLine, issues: IssueLog) -> str:
+    stripped = line.raw.strip()
     try:
-        handle = path.open("rb")
+        return stripped.decode("utf-8")
+    except UnicodeDecodeError:
+        issues.add("non_utf8_line", f"line {line.line_no}: undecodable bytes replaced by U+FFFD")
+        return stripped.decode("utf-8", errors="replace")
+
+
+def parse_record(text: str, line: LogLine, issues: IssueLog) -> dict[str, Any] | None:
+    """The line's JSON object, or None (counted) when it is not valid JSON or not an object."""
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        code = "truncated_last_line" if line.is_last_unterminated else "invalid_json_line"
+        issues.add(code, f"line {line.line_no}: {exc}")
+        return None
+    if not isinstance(record, dict):
+        issues.add("wrong_type_line", f"line {line.line_no}: {type(record).__name__}, not an object")
+        return None
+    return record
+
+
+class LogTally:
+    """Counts records and failed calls of one log, for the `empty_log` / `all_calls_failed` verdicts."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.failed = 0
+
+    def is_failed(self, record: dict[str, Any], line_no: int, issues: IssueLog) -> bool:
+        self.records += 1
+        if record.get("success") is False:
+            self.failed += 1
+            issues.add("failed_call", f"line {line_no}")
+            return True
+        return False
+
+    def finish(self, path: Path, issues: IssueLog) -> None:
+        if self.records == 0:
+            issues.add("empty_log", str(path))
+        elif self.failed == self.records:
+            issues.add("all_calls_failed", f"{self.failed} calls")
+
+
+def open_log(path: Path, issues: IssueLog) -> BinaryIO | None:
+    try:
+        return path.open("rb")
     except OSError as exc:
         issues.add("unreadable_log", f"{path}: {exc}")
+        return None
+
+
+def read_proxy_log(path: Path, issues: IssueLog, max_line_bytes: int = MAX_LINE_BYTES) -> list[ProxyCall]:
+    """All successful, well-formed calls of one log, sorted by request_time. Never raises on content.
+
+    Holds every parsed request; `proxy_scan.scan_proxy_log` is the streaming form used for whole jobs.
+    """
+    handle = open_log(path, issues)
+    if handle is None:
         return []
+    calls: list[ProxyCall] = []
+    tally = LogTally()
     with handle:
-        line_no = 0
-        while True:
-            raw = handle.readline(max_line_bytes + 1)
-            if not raw:
-                break
-            line_no += 1
-            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
-                # Skip the rest of the oversized line without holding it in memory.
-                while raw and not raw.endswith(b"\n"):
-                    raw = handle.readline(1024 * 1024)
-                issues.add("huge_line", f"line {line_no} over {max_line_bytes} bytes")
+        for line in iter_log_lines(handle, issues, max_line_bytes):
+            record = parse_record(decode_line(line, issues), line, issues)
+            if record is None or tally.is_failed(record, line.line_no, issues):
                 continue
-            is_last_unterminated = not raw.endswith(b"\n")
-            stripped = raw.strip()
-            if not stripped:
-                continue
-            try:
-                text = stripped.decode("utf-8")
-            except UnicodeDecodeError:
-                text = stripped.decode("utf-8", errors="replace")
-                issues.add("non_utf8_line", f"line {line_no}: undecodable bytes replaced by U+FFFD")
-            try:
-                record = json.loads(text)
-            except ValueError as exc:
-                code = "truncated_last_line" if is_last_unterminated else "invalid_json_line"
-                issues.add(code, f"line {line_no}: {exc}")
-                continue
-            if not isinstance(record, dict):
-                issues.add("wrong_type_line", f"line {line_no}: {type(record).__name__}, not an object")
-                continue
-            n_records += 1
-            if record.get("success") is False:
-                n_failed += 1
-                issues.add("failed_call", f"line {line_no}")
-                continue
-            call = _to_call(record, line_no, issues)
+            call = to_call(record, line.line_no, issues)
             if call is not None:
                 calls.append(call)
-    if n_records == 0:
-        issues.add("empty_log", str(path))
-    elif n_failed == n_records:
-        issues.add("all_calls_failed", f"{n_failed} calls")
-    return _sorted_by_request_time(calls, issues)
+    tally.finish(path, issues)
+    return sorted_by_request_time(calls, issues)
 
 
-def _to_call(record: dict[str, Any], line_no: int, issues: IssueLog) -> ProxyCall | None:
+def to_call(record: dict[str, Any], line_no: int, issues: IssueLog) -> ProxyCall | None:
     request = record.get("request_body")
     if not isinstance(request, dict):
         issues.add("bad_request_body", f"line {line_no}: request_body is {type(request).__name__}")
@@ -109,14 +174,14 @@ def _to_call(record: dict[str, Any], line_no: int, issues: IssueLog) -> ProxyCal
         usage = response.get("usage") if isinstance(response, dict) else None
     return ProxyCall(
         line_no=line_no,
-        request_time=_number(record.get("request_time")),
+        request_time=as_number(record.get("request_time")),
         request=request,
         response=response,
         usage=usage if isinstance(usage, dict) else {},
     )
 
 
-def _sorted_by_request_time(calls: list[ProxyCall], issues: IssueLog) -> list[ProxyCall]:
+def sorted_by_request_time(calls: list[_Timed], issues: IssueLog) -> list[_Timed]:
     # A call without a usable time sorts right after the call before it in the file.
     keys: list[float] = []
     last = float("-inf")

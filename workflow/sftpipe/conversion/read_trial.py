@@ -15,10 +15,10 @@ import traceback
 from pathlib import Path
 
 from .atif import read_atif
-from .chains import ChainStats, conversations_from_calls
+from .chains import ChainStats, build_conversations
 from .issues import IssueLog
 from .model import Conversation, TrialIssue
-from .proxy_log import read_proxy_log
+from .proxy_scan import load_call, scan_proxy_log
 
 SCAFFOLDS = ("claude-code", "open-code", "openhands-sdk", "terminus2")
 PROXY_LOG = "litellm-trajectory.jsonl"
@@ -28,7 +28,9 @@ ATIF_FILE = "trajectory.json"
 def read_proxy_conversations(
     log_path: Path, issues: IssueLog, stats: ChainStats | None = None
 ) -> list[Conversation]:
-    return conversations_from_calls(read_proxy_log(log_path, issues), issues, stats)
+    """Streams the log once (summaries only), then re-reads each chain's tail request."""
+    log = scan_proxy_log(log_path, issues, stats)
+    return build_conversations(log.calls, log.trie.parent, lambda call: load_call(log, call, issues), issues, stats)
 
 
 def read_trial(trial_dir: Path, scaffold: str) -> tuple[list[Conversation], list[TrialIssue]]:

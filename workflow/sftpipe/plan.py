@@ -1,0 +1,178 @@
+"""What one Snakemake invocation builds: its runs (active profile and/or variants) and their datasets.
+
+The rules are keyed by `{run}` (run name = basename of training.output_dir) and `{data}` (data_name),
+so several variants train in one invocation and share a dataset when they agree on it. Everything a
+rule's params contain is derived here, so what triggers a rerun is decided in one place.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import (LF_DATA_DIR, MODEL_ROOT, VARIANTS_DIR, ConfigError, RunConfig,
+                     is_buildable_demo_model, resolve, stable_hash)
+from .lf_config import render
+
+BASE = "base"  # the active profile's name in `--config variants=base,lr5`
+TOKENIZED_DIR = Path("artifacts/data/tokenized")
+# LLaMA-Factory arguments that change the tokenized rows (see llamafactory-notes: pre-tokenization).
+TOKENIZATION_KEYS = (
+    "template", "cutoff_len", "train_on_prompt", "mask_history", "packing", "neat_packing", "tool_format",
+    "default_system", "enable_thinking", "val_size", "seed", "max_samples", "dataset", "eval_dataset",
+    "mix_strategy", "interleave_probs", "ignore_pad_token_for_loss", "use_fast_tokenizer",
+    "split_special_tokens", "new_special_tokens", "model_name_or_path", "stage",
+)
+
+
+@dataclass
+class Plan:
+    runs: dict[str, RunConfig] = field(default_factory=dict)
+    datasets: dict[str, RunConfig] = field(default_factory=dict)
+    tokenized: dict[tuple[str, str], RunConfig] = field(default_factory=dict)
+    env_dir: str = "artifacts/env/lf"
+
+
+def requested_variants(raw: dict[str, Any], root: Path) -> list[str]:
+    """`variants=a,b` (or a YAML list, or `all`) → names; else the single `variant` (default: base)."""
+    many = raw.get("variants")
+    if many:
+        names = many if isinstance(many, list) else str(many).split(",")
+        names = [n.strip() for n in names if n.strip()]
+        if names == ["all"]:
+            names = [BASE] + sorted(p.stem for p in (root / VARIANTS_DIR).glob("*.yaml")
+                                    if not p.name.endswith(".output.yaml"))
+        return names
+    return [raw.get("variant") or BASE]
+
+
+def build(raw: dict[str, Any], root: Path) -> Plan:
+    base = copy.deepcopy(raw)
+    base.pop("variants", None)
+    plan = Plan()
+    problems: list[str] = []
+    for name in requested_variants(raw, root):
+        cfg = RunConfig(resolve(base, root, variant="" if name == BASE else name), root)
+        other = plan.runs.get(cfg.run_name)
+        if other is not None:
+            problems.append(f"variants {other.variant or BASE!r} and {cfg.variant or BASE!r} both train into "
+                            f"{cfg.run_dir}: give one a different training.output_dir")
+            continue
+        plan.runs[cfg.run_name] = cfg
+        problems += link_absolute_run_dir(cfg)
+        known = plan.datasets.setdefault(cfg.data_name, cfg)
+        if known is not cfg and (dataset_identity(known) != dataset_identity(cfg)):
+            problems.append(f"variants {known.variant or BASE!r} and {cfg.variant or BASE!r} define dataset "
+                            f"{cfg.data_name!r} differently: give one a different conversion.data_name")
+        if cfg.infrastructure["pretokenize"]:
+            plan.tokenized.setdefault((cfg.data_name, tokenize_key(cfg)), cfg)
+    if problems:
+        raise ConfigError(problems)
+    first = next(iter(plan.runs.values()))
+    plan.env_dir = first.data["meta_info"]["environment"]["sft_uv"]
+    return plan
+
+
+def link_absolute_run_dir(cfg: RunConfig) -> list[str]:
+    """An absolute output_dir is trained in as-is; artifacts/model/<run> links to it so every rule
+    (and every user) finds all runs in one place."""
+    if not cfg.run_dir.is_absolute():
+        return []
+    link = cfg.root / MODEL_ROOT / cfg.run_name
+    if link.is_symlink():
+        if Path(os.readlink(link)) != cfg.run_dir:
+            return [f"{link} links to {os.readlink(link)}, not to training.output_dir {cfg.run_dir}"]
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        return []
+    if link.exists():
+        return [f"{link} exists and is not a link to training.output_dir {cfg.run_dir}; move it or rename the run"]
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(cfg.run_dir, target_is_directory=True)
+    return []
+
+
+def dataset_identity(cfg: RunConfig) -> str:
+    return stable_hash({"registration": cfg.registration_params(), "conversion": conversion_inputs(cfg)})
+
+
+def cli_config_args(config_file: str, cfg: RunConfig) -> str:
+    return f"--config {config_file}" + (f" --variant {cfg.variant}" if cfg.variant else "")
+
+
+def conversion_inputs(cfg: RunConfig) -> dict[str, Any]:
+    """What the converted rows depend on (conversion keys + the tokenization that measures lengths)."""
+    return {"source": cfg.source, "conversion": cfg.conversion,
+            "tokenization": {k: cfg.training.get(k) for k in ("template", "cutoff_len", "enable_thinking")},
+            "model": cfg.model_path}
+
+
+def registered_file(cfg: RunConfig) -> list[str]:
+    kind = cfg.source["type"]
+    if kind == "harbor_job":
+        return [f"{LF_DATA_DIR}/{cfg.data_name}.json"]
+    if kind == "local_lf":
+        return [cfg.source["lf_path"]]
+    return []
+
+
+def model_marker(cfg: RunConfig) -> list[str]:
+    """A local base model's tokenizer config (a change re-tokenizes); the demo model is built by a rule."""
+    path = cfg.model_path
+    if is_buildable_demo_model(path):
+        return [f"{path}/config.json"]
+    marker = cfg.root / path / "tokenizer_config.json"
+    return [os.path.join(path, "tokenizer_config.json")] if marker.is_file() else []
+
+
+def tokenize_inputs(cfg: RunConfig) -> dict[str, Any]:
+    lf = render(cfg)
+    return {k: lf.get(k) for k in TOKENIZATION_KEYS} | {"registration": cfg.registration_params()}
+
+
+def tokenize_key(cfg: RunConfig) -> str:
+    return stable_hash(tokenize_inputs(cfg))
+
+
+def tokenized_path(cfg: RunConfig) -> Path:
+    return TOKENIZED_DIR / cfg.data_name / tokenize_key(cfg)
+
+
+def tokenized_dirs(cfg: RunConfig) -> list[str]:
+    return [str(tokenized_path(cfg))] if cfg.infrastructure["pretokenize"] else []
+
+
+def training_inputs(cfg: RunConfig) -> dict[str, Any]:
+    """What the trained weights depend on; save/logging cadence and resume settings excluded."""
+    lf = render(cfg, tokenized_path=tokenized_path(cfg) if cfg.infrastructure["pretokenize"] else None)
+    for key in ("save_steps", "logging_steps", "resume_from_checkpoint", "run_name", "report_to"):
+        lf.pop(key, None)
+    return {"lf": lf, "world": [cfg.infrastructure[k] for k in ("accelerator", "n_nodes", "n_gpus_per_node")]}
+
+
+def train_resources(cfg: RunConfig) -> dict[str, Any]:
+    """Resources of one training job (SLURM: one task per node, all of the node's GPUs to that task).
+
+    `tasks` = nodes and `tasks_per_gpu: 0` keep the SLURM plugin from starting one copy of the rule per
+    GPU (its default): the rule itself runs one torchrun per node.
+    """
+    infra = cfg.infrastructure
+    res: dict[str, Any] = {
+        "nodes": infra["n_nodes"],
+        "tasks": infra["n_nodes"],
+        "cpus_per_task": infra["cpus_per_node"],
+        "runtime": infra["runtime_minutes"],
+        "mem_mb": infra["mem_mb_per_node"] * infra["n_nodes"],
+        "gpu": infra["n_gpus_per_node"] if infra["accelerator"] == "cuda" else 0,
+        "tasks_per_gpu": 0,
+        # Local scheduling: CPU ranks occupy cores; on GPUs the job's own CPU use is not Snakemake's concern.
+        "threads": infra["n_gpus_per_node"] if infra["accelerator"] == "cpu" else 1,
+    }
+    return res
+
+
+def targets(plan: Plan) -> list[str]:
+    return [f"{MODEL_ROOT}/{run}/record.json" for run in plan.runs]
+
