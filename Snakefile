@@ -1,5 +1,5 @@
 # sftpipe: Harbor trajectories -> LLaMA-Factory SFT -> run records.
-# trajectory conversion -> dataset registration -> training -> metrics -> plot -> write-back -> run history
+# convert -> register -> tokenize -> train -> metrics -> plot -> writeback -> record
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -15,6 +15,7 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    """Every requested run (active profile and/or --config variant(s)=...) trained and recorded."""
     input:
-        RECORD,
+        sftplan.targets(PLAN),
     default_target: True

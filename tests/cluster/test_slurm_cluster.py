@@ -317,3 +317,21 @@ def test_requeued_job_keeps_its_id_and_the_workflow_waits(
     assert proc.returncode == 0, log[-5000:]
     assert (workdir / "requeued.txt").read_text().split() == ["runs=2", f"job={job_id}"]
     assert slurm_env.job_record(job_id)["Restarts"] == "1"
+
+
+def test_failed_job_ends_the_run_and_keeps_its_log(
+    slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    workdir = tmp_path_factory.mktemp("slurm_fail")
+    cmd = [
+        sys.executable, "-m", "snakemake", "-s", str(WORKFLOW), "--profile", str(PROFILE),
+        "--directory", str(workdir), "--slurm-init-seconds-before-status-checks", "2",
+        "--seconds-between-status-checks", "2", "--latency-wait", "5", "--config", 'targets=["never.txt"]',
+    ]  # fmt: skip
+    proc = _run(cmd, timeout=SNAKEMAKE_TIMEOUT_S)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 1, log[-5000:]
+    assert "SLURM status is: 'FAILED'" in log
+    kept = list((workdir / ".snakemake" / "slurm_logs" / "rule_fails").glob("*.log"))
+    assert len(kept) == 1 and "about to fail on purpose" in kept[0].read_text()
+    assert "about to fail on purpose" in log  # show-failed-logs printed it

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from sftpipe import best_checkpoint, compare, config as sc, lf_config, publish, records, run_index, run_status
+from sftpipe import best_checkpoint, compare, lf_config, publish, records, run_index, run_status
+from sftpipe import config as sc
 from sftpipe.cli import main
 from sftpipe.registration import register
+
 from tests.project import edit_config, make_project
 
 pytestmark = pytest.mark.slow
@@ -85,9 +86,9 @@ def _start(cfg: sc.RunConfig, tmp: Path) -> tuple[subprocess.Popen, str, Path]:
     rid = run_index.append_entry(root / sc.INDEX_PATH, {
         "status": "running", "run_dir": str(cfg.run_dir), "started_at": run_index.utc_now(),
         "config_hash": cfg.config_hash(), "data_name": cfg.data_name})
-    console = open(tmp / f"{cfg.run_name}.log", "w")
-    proc = subprocess.Popen([str(LF_CLI), "train", str(lf_yaml)], cwd=root, env=_env(tmp), stdout=console,
-                            stderr=subprocess.STDOUT)
+    with open(tmp / f"{cfg.run_name}.log", "w") as console:  # the child keeps its own copy of the fd
+        proc = subprocess.Popen([str(LF_CLI), "train", str(lf_yaml)], cwd=root, env=_env(tmp), stdout=console,
+                                stderr=subprocess.STDOUT)
     (run_dir / "run.json").write_text(json.dumps({
         "run_id": rid, "run_name": cfg.run_name, "training_hash": cfg.training_hash(),
         "config_hash": cfg.config_hash(), "started_at": run_index.utc_now(), "pid": proc.pid,
@@ -237,7 +238,7 @@ def test_no_credential_in_any_file(real_run):
 
 def test_sigkilled_run_shows_crashed(model_dir, real_run, capsys):
     cfg = _project(real_run["tmp"], model_dir, "killed-run", max_steps=50)
-    proc, rid, run_dir = _start(cfg, real_run["tmp"])
+    proc, rid, _ = _start(cfg, real_run["tmp"])
     root = cfg.root
     time.sleep(3)
     assert proc.poll() is None
@@ -271,7 +272,7 @@ def test_rotation_guard_keeps_the_best_checkpoint(model_dir, tmp_path):
     assert problems == [] and guarded["metric_for_best_model"] == "eval_loss"
     (tmp_path / "rot.yaml").write_text(yaml.safe_dump(guarded))
     result = subprocess.run([str(LF_CLI), "train", str(tmp_path / "rot.yaml")], cwd=tmp_path, env=_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:]
     state = json.loads((tmp_path / "rot/trainer_state.json").read_text())
     evals = {h["step"]: h["eval_loss"] for h in state["log_history"] if "eval_loss" in h}
@@ -302,7 +303,7 @@ def test_publish_consolidates_a_zero3_checkpoint(model_dir, tmp_path):
     (tmp_path / "z3.yaml").write_text(yaml.safe_dump(lf))
     env = _env(tmp_path) | {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2", "DS_ACCELERATOR": "cpu"}
     result = subprocess.run([str(LF_CLI), "train", str(tmp_path / "z3.yaml")], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:]
     ckpt = run_dir / "checkpoint-2"
     assert not list(ckpt.glob("model*.safetensors")) and (ckpt / "latest").is_file()  # shards only
@@ -320,3 +321,51 @@ def test_publish_consolidates_a_zero3_checkpoint(model_dir, tmp_path):
     assert set(reference) == set(loaded)
     for name, tensor in reference.items():
         assert torch.equal(loaded[name].float(), tensor.float()), name
+
+
+def test_sft_stop_ends_a_real_launcher_run_as_stopped(model_dir, tmp_path, capsys):
+    """`sft train` (launcher + torchrun + lf_entry, one CPU rank) stopped by `sft stop --wait`."""
+    root = make_project(tmp_path / "proj")
+    shutil.copytree(model_dir, root / "artifacts/base_models/tiny-qwen3")
+
+    def edit(data):
+        inp = data["runtime_info"]["input"]
+        inp["source"].update(type="local_lf", lf_path="config/demo/lf_demo.json")
+        inp["conversion"]["data_name"] = "demo_sft"
+        inp["model"]["model_name_or_path"] = "artifacts/base_models/tiny-qwen3"
+        inp["training"].update(deepspeed="", max_steps=2000, save_steps=1000, eval_steps=1000, cutoff_len=128,
+                               gradient_accumulation_steps=1)
+        inp["infrastructure"]["n_gpus_per_node"] = 1
+
+    edit_config(root / "config/config.yaml", edit)
+    assert main(["register", "--root", str(root), "--config", str(root / "config/config.yaml"),
+                 "--dataset-info", str(root / sc.LF_DATA_DIR / "dataset_info.json"),
+                 "--marker", str(root / "artifacts/data/reg.json")]) == 0
+    env = _env(tmp_path) | {"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    with open(tmp_path / "train.out", "w") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("sft")), "train", "--manifest",
+                                 "artifacts/train.json"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, (tmp_path / "train.out").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no step logged in 300 s"
+            if (root / sc.INDEX_PATH).is_file():
+                rep = run_status.run_report(run_status.resolve_run(root, None))
+                if rep["progress"]["step"]:
+                    break
+            time.sleep(0.5)
+        assert rep["status"] == "running" and rep["progress"]["total_steps"] == 2000
+        capsys.readouterr()
+        assert main(["stop", rep["run_id"], "--root", str(root), "--wait", "--timeout", "300", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["final_status"] == "stopped"
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    entry = run_index.find_entry(root / sc.INDEX_PATH, rep["run_id"])
+    result = best_checkpoint.best_checkpoint(root / entry["run_dir"])
+    assert entry["status"] == "stopped" and result["latest"] is not None
+    assert entry["checkpoint_path"] == f"{entry['run_dir']}/checkpoint-{result['latest']['step']}"
+    assert not (root / entry["run_dir"] / ".sft_stop.json").exists()  # honoured and removed

@@ -40,8 +40,7 @@ def log_lines(losses: dict[int, float], evals: dict[int, float], total: int, sec
 def write_log(run_dir: Path, lines: list[dict[str, Any]], append: bool = False) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "trainer_log.jsonl", "a" if append else "w") as fh:
-        for line in lines:
-            fh.write(json.dumps(line) + "\n")
+        fh.writelines(json.dumps(line) + "\n" for line in lines)
 
 
 def state(step: int, losses: dict[int, float], evals: dict[int, float], max_steps: int) -> dict[str, Any]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from sftpipe import best_checkpoint as bc
 from sftpipe.cli import main
+
 from tests.unit.run_files import log_lines, write_checkpoint, write_log
 
 LOSSES = {1: 3.0, 2: 2.5, 3: 2.4, 4: 2.1, 5: 2.3, 6: 1.9, 7: 2.0, 8: 1.8}

@@ -5,9 +5,9 @@ import json
 
 import pytest
 import yaml
-
 from sftpipe import compare
 from sftpipe.cli import main
+
 from tests.unit.run_files import add_entry, log_lines, write_log
 
 SECRET = "hf_UNIQUE_compare_secret_123"

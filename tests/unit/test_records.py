@@ -8,9 +8,10 @@ import time
 from importlib import metadata
 
 import pytest
-
-from sftpipe import config as sc, records
+from sftpipe import config as sc
+from sftpipe import records
 from sftpipe.registration import register
+
 from tests.project import edit_config, make_project
 
 SECRET = "sk-UNIQUE-4f1c9e2b7a-SECRET"
@@ -113,3 +114,19 @@ def test_start_records_hold_no_credential(project_with_secret):
 
     leaks = [p for p in (root / "artifacts").rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert leaks == []
+
+
+def test_end_records_index_checkpoints_and_log_the_end(tmp_path):
+    from tests.unit.run_files import log_lines, write_checkpoint, write_log
+
+    losses, evals = {1: 3.0, 2: 2.5}, {2: 2.6}
+    write_log(tmp_path, log_lines(losses, evals, total=2))
+    write_checkpoint(tmp_path, 2, losses, evals, 2)
+    write_checkpoint(tmp_path, 3, losses, evals, 3, complete=False)
+    records.write_end_records(tmp_path, "crashed", -9)
+    index = [json.loads(line) for line in (tmp_path / records.CHECKPOINT_INDEX).read_text().splitlines()]
+    assert [(c["step"], c["complete"], c["loss"], c["eval_loss"]) for c in index] == [
+        (2, True, 2.5, 2.6), (3, False, 2.5, None)]
+    end = records.read_events(tmp_path)[-1]
+    assert end["level"] == "WARNING" and end["message"] == "run ended"
+    assert end["data"] == {"status": "crashed", "exit_code": -9, "checkpoints": 2, "complete_checkpoints": 1}

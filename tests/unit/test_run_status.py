@@ -6,12 +6,13 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-
 from sftpipe import run_index, run_status
 from sftpipe.cli import main
 from sftpipe.records import Heartbeat
+
 from tests.unit.run_files import add_entry, log_lines, write_checkpoint, write_log, write_run_record
 
 LOSSES = {1: 3.0, 2: 2.8, 3: 2.5, 4: 2.4, 5: 2.2}
@@ -75,7 +76,8 @@ def test_running_with_live_pid_and_crashed_with_dead_pid(root):
 def test_zombie_and_reused_pids_are_not_alive():
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     deadline = time.monotonic() + 10
-    while open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+    stat = Path(f"/proc/{proc.pid}/stat")
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert run_status.pid_alive(proc.pid) is False  # exited, not yet reaped

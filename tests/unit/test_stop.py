@@ -7,11 +7,11 @@ import threading
 import time
 
 import pytest
-
 from sftpipe import run_index, stop
 from sftpipe.cli import main
 from sftpipe.launch import STOP_FILE
 from sftpipe.run_status import resolve_run
+
 from tests.unit.run_files import add_entry, write_run_record
 
 

@@ -5,6 +5,7 @@ import json
 
 from sftpipe.cli import main
 from sftpipe.variants import list_variants
+
 from tests.project import make_project
 from tests.unit.run_files import add_entry
 

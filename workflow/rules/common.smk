@@ -1,38 +1,36 @@
-# Config validation, path helpers and input functions shared by all rules.
+# Config validation, the runs and datasets of this invocation, path helpers and input functions.
 import json
+import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # the sftpipe package, even if not installed
 
 from sftpipe import config as sftconfig
-from sftpipe.lf_config import render as render_lf_config
+from sftpipe import plan as sftplan
 
 try:
-    CFG = sftconfig.RunConfig(sftconfig.resolve(config, root=".", variant=config.get("variant")), Path("."))
+    PLAN = sftplan.build(config, root=Path("."))
 except sftconfig.ConfigError as exc:
     raise WorkflowError(str(exc))
 
-# One interpreter for every job: the locked training environment (meta_info.environment.sft_uv).
-_ENV_PY = Path(CFG.data["meta_info"]["environment"]["sft_uv"]) / "bin" / "python"
-SFT = f"{_ENV_PY if _ENV_PY.exists() else sys.executable} -m sftpipe.cli"
-CONFIG_ARGS = f"--config {workflow.configfiles[0] if workflow.configfiles else 'config/config.yaml'}" + (
-    f" --variant {CFG.variant}" if CFG.variant else ""
-)
+RUNS = PLAN.runs  # run name -> RunConfig (the active profile and/or the requested variants)
+DATASETS = PLAN.datasets  # data_name -> RunConfig that defines it
 
-RUN = CFG.run_name
-RUN_DIR = str(CFG.run_dir)
-DATA_NAME = CFG.data_name
+# One interpreter for every job: the locked training environment (meta_info.environment.sft_uv).
+_ENV_PY = Path(PLAN.env_dir) / "bin" / "python"
+SFT = f"{_ENV_PY if _ENV_PY.exists() else sys.executable} -m sftpipe.cli"
+CONFIG_FILE = workflow.configfiles[0] if workflow.configfiles else "config/config.yaml"
+
 LF_DATA = str(sftconfig.LF_DATA_DIR)
 DATASET_INFO = f"{LF_DATA}/dataset_info.json"
-CONVERTED = f"{LF_DATA}/{DATA_NAME}.json"
-REGISTERED = f"{LF_DATA}/.registered/{DATA_NAME}.json"
-MANIFEST = f"{RUN_DIR}/train_manifest.json"
-METRICS = f"{RUN_DIR}/metrics.json"
-PLOT = f"{RUN_DIR}/training_loss.png"
-WRITEBACK = f"{RUN_DIR}/writeback.json"
-RECORD = f"{RUN_DIR}/record.json"
+MODEL_ROOT = str(sftconfig.MODEL_ROOT)
 RULE_LOGS = "artifacts/logs/rules"
+
+
+wildcard_constraints:
+    run="|".join(map(re.escape, RUNS)),
+    data="|".join(map(re.escape, DATASETS)),
 
 
 def json_param(obj):
@@ -40,28 +38,84 @@ def json_param(obj):
     return json.dumps(obj, sort_keys=True, default=str)
 
 
+def run_cfg(wildcards):
+    return RUNS[wildcards.run]
+
+
+def data_cfg(wildcards):
+    return DATASETS[wildcards.data]
+
+
+def run_config_args(wildcards):
+    """`--config … [--variant …]` for the CLI: stable text, so it never triggers a rerun."""
+    return sftplan.cli_config_args(CONFIG_FILE, RUNS[wildcards.run])
+
+
+def data_config_args(wildcards):
+    return sftplan.cli_config_args(CONFIG_FILE, DATASETS[wildcards.data])
+
+
+# ---- data side -------------------------------------------------------------------------------
+def harbor_job_dir(wildcards):
+    return data_cfg(wildcards).job_dir
+
+
+def conversion_params(wildcards):
+    return json_param(sftplan.conversion_inputs(data_cfg(wildcards)))
+
+
 def registration_inputs(wildcards):
     """The file register points LLaMA-Factory at: converted (harbor_job) or the user's (local_lf)."""
-    kind = CFG.source["type"]
-    if kind == "harbor_job":
-        return [CONVERTED]
-    if kind == "local_lf":
-        return [CFG.source["lf_path"]]
-    return []
+    return sftplan.registered_file(data_cfg(wildcards))
 
 
-def model_inputs(wildcards):
-    """A base model under artifacts/base_models/ is built locally (the embedded demo)."""
-    if sftconfig.is_buildable_demo_model(CFG.model_path):
-        return [f"{CFG.model_path}/config.json"]
-    return []
+def registration_params(wildcards):
+    return json_param(data_cfg(wildcards).registration_params())
 
 
-def deepspeed_inputs(wildcards):
-    ds = CFG.training.get("deepspeed")
+def tokenizer_inputs_for_data(wildcards):
+    """Token lengths need the tokenizer: the demo model is built first when it is the one configured."""
+    return sftplan.model_marker(data_cfg(wildcards))
+
+
+# ---- training side ---------------------------------------------------------------------------
+def run_registration(wildcards):
+    return f"{LF_DATA}/.registered/{run_cfg(wildcards).data_name}.json"
+
+
+def run_data_file(wildcards):
+    return sftplan.registered_file(run_cfg(wildcards))
+
+
+def run_model(wildcards):
+    return sftplan.model_marker(run_cfg(wildcards))
+
+
+def run_deepspeed(wildcards):
+    ds = run_cfg(wildcards).training.get("deepspeed")
     return [ds] if ds else []
 
 
-def training_params():
-    """Everything the trained weights depend on (not run ids or times: they would rerun every time)."""
-    return json_param({"lf": render_lf_config(CFG), "world": CFG.infrastructure, "tracking": CFG.experiment})
+def run_tokenized(wildcards):
+    return sftplan.tokenized_dirs(run_cfg(wildcards))
+
+
+def tokenize_params(wildcards):
+    return json_param(sftplan.tokenize_inputs(PLAN.tokenized[(wildcards.data, wildcards.key)]))
+
+
+def tokenize_config_args(wildcards):
+    return sftplan.cli_config_args(CONFIG_FILE, PLAN.tokenized[(wildcards.data, wildcards.key)])
+
+
+def training_params(wildcards):
+    """Everything the trained weights depend on (never run ids or times: they would rerun every time)."""
+    return json_param(sftplan.training_inputs(run_cfg(wildcards)))
+
+
+# ---- resources: declared here, overridable from a profile with set-resources ---------------------
+def train_resources(name):
+    def resource(wildcards, attempt=1):
+        return sftplan.train_resources(run_cfg(wildcards))[name]
+
+    return resource

@@ -4,52 +4,66 @@
 rule metrics:
     """metrics.json (summary + series) and metrics.jsonl from trainer_state.json and trainer_log.jsonl."""
     output:
-        summary=METRICS,
-        series=f"{RUN_DIR}/metrics.jsonl",
+        summary=f"{MODEL_ROOT}/{{run}}/metrics.json",
+        series=f"{MODEL_ROOT}/{{run}}/metrics.jsonl",
     input:
-        MANIFEST,
+        f"{MODEL_ROOT}/{{run}}/train_manifest.json",
     log:
-        f"{RULE_LOGS}/metrics_{RUN}.log",
+        f"{RULE_LOGS}/metrics_{{run}}.log",
+    localrule: True
     shell:
-        "{SFT} metrics {RUN_DIR} --write --out-json {output.summary} --out-jsonl {output.series} > {log} 2>&1"
+        "{SFT} metrics {MODEL_ROOT}/{wildcards.run} --write --out-json {output.summary}"
+        " --out-jsonl {output.series} > {log} 2>&1"
 
 
 rule plot:
     """training_loss.png: raw and smoothed loss, eval loss, learning rate."""
     output:
-        report(PLOT, caption="../report/training_loss.rst", category="Training"),
+        report(
+            f"{MODEL_ROOT}/{{run}}/training_loss.png",
+            caption="../report/training_loss.rst",
+            category="Training",
+            subcategory="{run}",
+        ),
     input:
-        METRICS,
+        f"{MODEL_ROOT}/{{run}}/metrics.json",
     log:
-        f"{RULE_LOGS}/plot_{RUN}.log",
+        f"{RULE_LOGS}/plot_{{run}}.log",
+    localrule: True
     shell:
-        "{SFT} plot {RUN_DIR} --metrics {input} --out {output} > {log} 2>&1"
+        "{SFT} plot {MODEL_ROOT}/{wildcards.run} --metrics {input} --out {output} > {log} 2>&1"
 
 
 rule writeback:
-    """Rewrite only runtime_info.output of config.yaml (or the variant's output file)."""
+    """Rewrite only runtime_info.output of config.yaml (a variant's goes to its own output file)."""
     output:
-        WRITEBACK,
+        f"{MODEL_ROOT}/{{run}}/writeback.json",
     input:
-        manifest=MANIFEST,
-        metrics=METRICS,
-        plot=PLOT,
+        manifest=f"{MODEL_ROOT}/{{run}}/train_manifest.json",
+        metrics=f"{MODEL_ROOT}/{{run}}/metrics.json",
+        plot=f"{MODEL_ROOT}/{{run}}/training_loss.png",
+    params:
+        config_args=run_config_args,
     log:
-        f"{RULE_LOGS}/writeback_{RUN}.log",
+        f"{RULE_LOGS}/writeback_{{run}}.log",
+    localrule: True
     shell:
-        "{SFT} writeback {CONFIG_ARGS} --manifest {input.manifest} --metrics {input.metrics}"
+        "{SFT} writeback {params.config_args} --manifest {input.manifest} --metrics {input.metrics}"
         " --plot {input.plot} --marker {output} > {log} 2>&1"
 
 
 rule record:
     """Complete the run's artifacts/index.yaml entry with its results and record paths."""
     output:
-        RECORD,
+        f"{MODEL_ROOT}/{{run}}/record.json",
     input:
-        manifest=MANIFEST,
-        writeback=WRITEBACK,
+        manifest=f"{MODEL_ROOT}/{{run}}/train_manifest.json",
+        writeback=f"{MODEL_ROOT}/{{run}}/writeback.json",
+    params:
+        config_args=run_config_args,
     log:
-        f"{RULE_LOGS}/record_{RUN}.log",
+        f"{RULE_LOGS}/record_{{run}}.log",
+    localrule: True
     shell:
-        "{SFT} record {CONFIG_ARGS} --manifest {input.manifest} --writeback {input.writeback}"
+        "{SFT} record {params.config_args} --manifest {input.manifest} --writeback {input.writeback}"
         " --marker {output} > {log} 2>&1"

@@ -7,6 +7,7 @@ rule build_tiny_model:
         "artifacts/base_models/{name}/config.json",
     log:
         f"{RULE_LOGS}/build_tiny_model_{{name}}.log",
+    localrule: True
     shell:
         "{SFT} build-tiny-model --out artifacts/base_models/{wildcards.name} > {log} 2>&1"
 
@@ -18,16 +19,25 @@ rule train:
     before re-running a job, and checkpoints must survive an interruption.
     """
     output:
-        manifest=MANIFEST,
+        manifest=f"{MODEL_ROOT}/{{run}}/train_manifest.json",
     input:
-        registered=REGISTERED,
-        data=registration_inputs,
-        model=model_inputs,
-        deepspeed=deepspeed_inputs,
+        registered=run_registration,
+        data=run_data_file,
+        model=run_model,
+        deepspeed=run_deepspeed,
+        tokenized=run_tokenized,
     params:
-        training=training_params(),
+        training=training_params,
+        config_args=run_config_args,
     log:
-        f"{RULE_LOGS}/train_{RUN}.log",
-    threads: CFG.infrastructure["n_gpus_per_node"] if CFG.infrastructure["accelerator"] == "cpu" else 1
+        f"{RULE_LOGS}/train_{{run}}.log",
+    threads: train_resources("threads")
+    resources:
+        nodes=train_resources("nodes"),
+        gres=train_resources("gres"),
+        tasks_per_gpu=train_resources("tasks_per_gpu"),
+        cpus_per_task=train_resources("cpus_per_task"),
+        mem_mb=train_resources("mem_mb"),
+        runtime=train_resources("runtime"),
     shell:
-        "{SFT} train {CONFIG_ARGS} --manifest {output.manifest} > {log} 2>&1"
+        "{SFT} train {params.config_args} --manifest {output.manifest} > {log} 2>&1"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ def checkpoint_table(run_dir: Path, model_only: bool = False) -> list[dict[str, 
             "loss_step": losses[-1]["step"] if losses else None,
             "eval_loss": at.get("eval_loss"),
             "epoch": at.get("epoch"),
-            "time": datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "time": datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         })
     return rows
 
@@ -111,9 +111,9 @@ def rotation_guard(lf_args: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         return args, []
     evaluates = (args.get("val_size") or args.get("eval_dataset")) and args.get("eval_strategy", "no") != "no"
     if not evaluates:
-        return args, [f"save_total_limit {limit} without evaluation (val_size/eval_dataset + eval_strategy): "
-                      "rotation deletes by age and HF cannot protect the best train-loss checkpoint; drop "
-                      "save_total_limit or add a validation split"]
+        return args, [(f"save_total_limit {limit} without evaluation (val_size/eval_dataset + eval_strategy): "
+                       "rotation deletes by age and HF cannot protect the best train-loss checkpoint; drop "
+                       "save_total_limit or add a validation split")]
     args.setdefault("metric_for_best_model", "eval_loss")
     args.setdefault("greater_is_better", False)
     problems = []
@@ -129,8 +129,8 @@ def _fmt(v: Any) -> str:
 
 
 def _cmd_checkpoints(args: argparse.Namespace) -> int:
-    from .run_status import RunNotFound, resolve_run
     from .run_index import RunIndexError
+    from .run_status import RunNotFound, resolve_run
 
     try:
         ref = resolve_run(args.root, args.run)

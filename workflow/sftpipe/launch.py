@@ -9,6 +9,9 @@ One training run = one call of `train()`. It
     tee'd to artifacts/logs/<run>_<timestamp>.log;
   * turns SIGTERM/SIGINT/SIGUSR1 into a stop request (a stop file every rank polls: a complete
     checkpoint, then a clean exit) instead of killing ranks mid-save; a second signal escalates;
+  * inside a SLURM job (sftpipe.slurm_launch): one torchrun per node through srun, a job-derived
+    MASTER_PORT, a stop (`timeout`) before the job's time limit followed by `scontrol requeue`,
+    `preempted` when SLURM's SIGTERM comes from preemption;
   * records how it ended (completed / stopped / interrupted / timeout / failed) whatever happens,
     and writes the small manifest Snakemake tracks only when training completed.
 """
@@ -27,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import checkpoints, lf_config, plan, run_index
+from . import checkpoints, lf_config, plan, run_index, slurm_launch
 from .config import INDEX_PATH, LOGS_DIR, RunConfig, redacted
 from .fsutil import atomic_write_json, display_path
 from .gitinfo import git_commit
@@ -72,12 +75,20 @@ def prepare_run_dir(cfg: RunConfig) -> Prepared:
     has_state = run_dir.is_dir() and (
         any(checkpoints.list_checkpoints(run_dir)) or (run_dir / "trainer_state.json").exists()
         or (run_dir / "train_results.json").exists())
+    if explicit:
+        why_not = slurm_launch.world_change_error(cfg, {}, cfg.root / explicit)
+        if why_not:
+            raise RunDirError(why_not)
     if not has_state or explicit:
         return Prepared(Path(explicit) if explicit else None, None, [])
 
     prior = _read_json(run_dir / RUN_RECORD) or {}
     finished = (run_dir / "train_results.json").exists()
     same_config = prior.get("training_hash") == cfg.training_hash()
+    if not finished and not same_config and slurm_launch.same_training_except_world(cfg, prior):
+        why_not = slurm_launch.world_change_error(cfg, prior["world"], None)
+        if why_not:  # sharded checkpoints of another world size: neither resume nor archive silently
+            raise RunDirError(why_not)
     if same_config and not finished:
         moved = checkpoints.quarantine_incomplete(run_dir, model_only)
         good = checkpoints.latest_complete(run_dir, model_only)
@@ -133,10 +144,12 @@ def launch_env(cfg: RunConfig, stop_file: Path) -> dict[str, str]:
 
 
 def torchrun_command(cfg: RunConfig, lf_yaml: Path, master_addr: str, master_port: int,
-                     node_rank: int | str = 0) -> list[str]:
+                     node_rank: int | None = 0) -> list[str]:
+    """node_rank None: left out, for sftpipe.slurm_launch node-exec to add per node."""
     infra = cfg.infrastructure
+    rank = [] if node_rank is None else [f"--node_rank={node_rank}"]
     return [*torchrun_executable(cfg),
-            f"--nnodes={infra['n_nodes']}", f"--node_rank={node_rank}",
+            f"--nnodes={infra['n_nodes']}", *rank,
             f"--nproc_per_node={infra['n_gpus_per_node']}",
             f"--master_addr={master_addr}", f"--master_port={master_port}",
             "-m", "sftpipe.lf_entry", str(lf_yaml)]
@@ -145,14 +158,17 @@ def torchrun_command(cfg: RunConfig, lf_yaml: Path, master_addr: str, master_por
 class _StopForwarder:
     """First signal → stop file (graceful, every rank checkpoints); second or timeout → SIGTERM the group."""
 
-    def __init__(self, stop_file: Path, child: subprocess.Popen):
+    def __init__(self, stop_file: Path, child: subprocess.Popen, slurm_job_id: str | None = None):
         self.stop_file, self.child, self.reason, self.count = stop_file, child, None, 0
+        self.slurm_job_id = slurm_job_id
         self._timer: threading.Timer | None = None
 
     def handle(self, signum, _frame) -> None:
         self.count += 1
         if self.count == 1:
             self.reason = SIGNAL_REASONS.get(signum, "interrupted")
+            if signum == signal.SIGTERM and self.slurm_job_id:  # SLURM's SIGTERM: preemption or scancel
+                self.reason = slurm_launch.signal_reason(self.slurm_job_id)
             request_stop(self.stop_file, self.reason, f"signal {signal.Signals(signum).name}")
             self._timer = threading.Timer(ESCALATE_AFTER_S, self._escalate)
             self._timer.daemon = True
@@ -204,8 +220,9 @@ def final_status(exit_code: int, run_dir: Path, signal_reason: str | None) -> st
     if stop is not None:
         if signal_reason:  # this launcher was signalled and wrote the stop file itself
             return signal_reason
-        if stop.get("reason") == "stop_file":  # someone else asked: `sft stop`
-            return "stopped"
+        if stop.get("reason") == "stop_file":  # `sft stop` ("stopped"), or the time-limit guard ("timeout")
+            requested = (stop.get("requested") or {}).get("reason")
+            return requested if requested in ("timeout", "preempted", "interrupted") else "stopped"
         return "timeout" if stop.get("signal") == "SIGUSR1" else "interrupted"
     if signal_reason:
         return signal_reason
@@ -220,11 +237,46 @@ def _archive_stale(path: Path, stamp: str) -> None:
         path.rename(path.with_name(f"{path.stem}.{stamp}{path.suffix}"))
 
 
+def _start_time_limit_guard(cfg: RunConfig, job: slurm_launch.SlurmJob,
+                            stop_file: Path) -> slurm_launch.TimeLimitGuard:
+    """Stop file with reason `timeout` stop_before_limit_minutes before SLURM's end of the job."""
+    margin_s = float(cfg.infrastructure["stop_before_limit_minutes"]) * 60
+
+    def on_limit(left: float) -> None:
+        print(f"[sft] {left:.0f}s left in SLURM job {job.job_id}: checkpointing and stopping (timeout)", flush=True)
+        request_stop(stop_file, "timeout", f"{left:.0f}s before the time limit of SLURM job {job.job_id}")
+
+    return slurm_launch.TimeLimitGuard(job.job_id, margin_s, on_limit).start()
+
+
+def _requeue_after_timeout(cfg: RunConfig, job: slurm_launch.SlurmJob, index_path: Path, run_id: str) -> int:
+    """Hand the job back to SLURM (the single owner of retries): it reruns under the same id and resumes.
+
+    Everything is recorded BEFORE the requeue: SLURM kills this job as soon as it is requeued.
+    """
+    cap = cfg.infrastructure["max_requeues"]
+    if job.restart_count >= cap:
+        why = (f"not requeued: SLURM job {job.job_id} already restarted {job.restart_count} time(s) "
+               f"(infrastructure.max_requeues: {cap}); rerun snakemake to continue from the checkpoint")
+        run_index.update_entry(index_path, run_id, requeue=why)
+        print(f"[sft] {why}", flush=True)
+        return 1
+    run_index.update_entry(index_path, run_id,
+                           requeue=f"requeued SLURM job {job.job_id} (restart {job.restart_count + 1} of {cap})")
+    print(f"[sft] requeueing SLURM job {job.job_id}; the next attempt resumes from the last checkpoint", flush=True)
+    requeued, why = slurm_launch.requeue(job, cap)
+    if not requeued:
+        run_index.update_entry(index_path, run_id, requeue=why)
+        print(f"[sft] {why}", flush=True)
+    return 1
+
+
 def train(cfg: RunConfig, manifest: Path, index_path: Path | None = None) -> int:
-    """Run one training job on this node (single node; multi-node goes through sftpipe.slurm_env)."""
+    """Run one training job: here, or inside a SLURM job on all of its nodes (sftpipe.slurm_launch)."""
     root = cfg.root
     index_path = index_path or root / INDEX_PATH
     run_dir = root / cfg.run_dir
+    job = slurm_launch.current_job(cfg)  # None outside SLURM; checks the job's node count
     prepared = prepare_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     stamp = utc_stamp()
@@ -243,7 +295,8 @@ def train(cfg: RunConfig, manifest: Path, index_path: Path | None = None) -> int
         "variant": cfg.variant or None, "status": "running", "run_dir": str(cfg.run_dir),
         "log": display_path(console_log, root), "started_at": run_index.utc_now(),
         "config_hash": cfg.config_hash(), "git_commit": git_commit(root), "data_name": cfg.data_name,
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "slurm_job_id": job.job_id if job else None,
+        **({"slurm_nodes": ",".join(job.nodes), "slurm_restart_count": job.restart_count} if job else {}),
     })
     record = {"run_id": run_id, "run_name": cfg.run_name, "training_hash": cfg.training_hash(),
               "config_hash": cfg.config_hash(), "started_at": run_index.utc_now(),
@@ -251,7 +304,8 @@ def train(cfg: RunConfig, manifest: Path, index_path: Path | None = None) -> int
               "archived_previous_to": str(prepared.archived_to) if prepared.archived_to else None,
               "quarantined": [[str(a), str(b)] for a, b in prepared.quarantined],
               "console_log": display_path(console_log, root), "pid": os.getpid(),
-              "host": socket.gethostname()}
+              "host": socket.gethostname(), "world": slurm_launch.world_record(cfg),
+              "slurm": job.record() if job else None}
     atomic_write_json(run_dir / RUN_RECORD, record)
     print(f"[sft] run {run_id}: {cfg.run_dir} (console log {console_log})", flush=True)
     if prepared.resume_from:
@@ -261,18 +315,26 @@ def train(cfg: RunConfig, manifest: Path, index_path: Path | None = None) -> int
     if prepared.archived_to:
         print(f"[sft] previous run moved to {prepared.archived_to}", flush=True)
 
-    port = cfg.infrastructure["master_port"] or free_port()
-    cmd = torchrun_command(cfg, lf_yaml, "127.0.0.1", port)
+    env = launch_env(cfg, stop_file)
+    if job is None:
+        cmd = torchrun_command(cfg, lf_yaml, "127.0.0.1", cfg.infrastructure["master_port"] or free_port())
+    else:
+        torchrun = torchrun_command(cfg, lf_yaml, job.master_addr, job.master_port,
+                                    node_rank=0 if job.nnodes == 1 else None)
+        cmd = slurm_launch.launch_command(torchrun, job)
+        env = slurm_launch.launch_environment(cfg, job, env)
     with open(console_log, "a") as log:
         log.write(f"[sft] {run_id} command: {' '.join(cmd)}\n")
-    exit_code, forwarder = 1, None
+    exit_code, forwarder, guard = 1, None, None
     old_handlers = {}
     try:
-        proc = subprocess.Popen(cmd, cwd=root, env=launch_env(cfg, stop_file), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-        forwarder = _StopForwarder(stop_file, proc)
+        forwarder = _StopForwarder(stop_file, proc, job.job_id if job else None)
         for sig in SIGNAL_REASONS:
             old_handlers[sig] = signal.signal(sig, forwarder.handle)
+        if job is not None:
+            guard = _start_time_limit_guard(cfg, job, stop_file)
         _tee(proc, console_log)
         exit_code = proc.wait()
     finally:
@@ -280,6 +342,8 @@ def train(cfg: RunConfig, manifest: Path, index_path: Path | None = None) -> int
             signal.signal(sig, handler)
         if forwarder:
             forwarder.cancel()
+        if guard:
+            guard.cancel()
         status = final_status(exit_code, run_dir, forwarder.reason if forwarder else None)
         good = checkpoints.latest_complete(run_dir, bool(cfg.training.get("save_only_model")))
         results = _read_json(run_dir / "train_results.json") or {}
@@ -293,6 +357,8 @@ def train(cfg: RunConfig, manifest: Path, index_path: Path | None = None) -> int
         atomic_write_json(run_dir / RUN_RECORD, record)
         stop_file.unlink(missing_ok=True)
     print(f"[sft] run {run_id} ended: {status} (exit code {exit_code})", flush=True)
+    if status == "timeout" and job is not None:
+        return _requeue_after_timeout(cfg, job, index_path, run_id)
     if status != "completed":
         return exit_code or 1
     atomic_write_json(manifest, {

@@ -41,7 +41,8 @@ from typing import Any
 # Keys whose parse-time checks need the GPU machine: bf16/fp16 check the device, deepspeed needs a
 # distributed launch, liger/unsloth check that their packages are installed. They are validated
 # here by type (and the deepspeed file by content) and removed before LF parses the rest.
-CPU_PARSE_DROPPED_KEYS = ("bf16", "fp16", "pure_bf16", "deepspeed", "enable_liger_kernel", "use_unsloth")
+CPU_PARSE_DROPPED_KEYS = ("bf16", "fp16", "pure_bf16", "deepspeed", "enable_liger_kernel", "use_unsloth",
+                          "ddp_backend")  # ddp_backend: a single-process parse would try to join a group
 # Keys irrelevant to tokenization that would only make a CPU tokenize step fail or write somewhere.
 TOKENIZE_DROPPED_KEYS = CPU_PARSE_DROPPED_KEYS + (
     "flash_attn", "use_unsloth_gc", "rope_scaling", "quantization_bit", "report_to",

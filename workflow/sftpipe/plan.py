@@ -153,24 +153,24 @@ def training_inputs(cfg: RunConfig) -> dict[str, Any]:
 
 
 def train_resources(cfg: RunConfig) -> dict[str, Any]:
-    """Resources of one training job (SLURM: one task per node, all of the node's GPUs to that task).
+    """Resources of one training job: `nodes` nodes, all of each node's GPUs to one task per node.
 
-    `tasks` = nodes and `tasks_per_gpu: 0` keep the SLURM plugin from starting one copy of the rule per
-    GPU (its default): the rule itself runs one torchrun per node.
+    `gres` is per node (the plugin's `gpu` is a total); `tasks_per_gpu: 0` stops the SLURM plugin from
+    starting one copy of the rule per GPU (its default): the rule itself runs one torchrun per node.
+    CPU ranks (accelerator cpu) request no GPU; a profile can still add one with set-resources.
     """
     infra = cfg.infrastructure
-    res: dict[str, Any] = {
+    gpus = infra["n_gpus_per_node"] if infra["accelerator"] == "cuda" else 0
+    return {
         "nodes": infra["n_nodes"],
-        "tasks": infra["n_nodes"],
-        "cpus_per_task": infra["cpus_per_node"],
-        "runtime": infra["runtime_minutes"],
-        "mem_mb": infra["mem_mb_per_node"] * infra["n_nodes"],
-        "gpu": infra["n_gpus_per_node"] if infra["accelerator"] == "cuda" else 0,
+        "gres": f"gpu:{gpus}" if gpus else "",
         "tasks_per_gpu": 0,
+        "cpus_per_task": infra["cpus_per_node"],
+        "mem_mb": infra["mem_mb_per_node"] * infra["n_nodes"],
+        "runtime": infra["runtime_minutes"],
         # Local scheduling: CPU ranks occupy cores; on GPUs the job's own CPU use is not Snakemake's concern.
         "threads": infra["n_gpus_per_node"] if infra["accelerator"] == "cpu" else 1,
     }
-    return res
 
 
 def targets(plan: Plan) -> list[str]:

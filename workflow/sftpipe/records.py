@@ -132,7 +132,7 @@ def _gpu_info() -> list[dict[str, str]]:
         return []
     try:
         out = subprocess.run([exe, "--query-gpu=index,name,memory.total,driver_version",
-                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return []
     gpus = []
@@ -243,6 +243,18 @@ def write_checkpoint_index(run_dir: Path, model_only: bool = False) -> list[dict
     return rows
 
 
+def write_end_records(run_dir: Path, status: str, exit_code: int | None, model_only: bool = False) -> None:
+    """checkpoints.jsonl and a `run ended` event (level by status); never raises into the launcher's trap."""
+    try:
+        rows = write_checkpoint_index(run_dir, model_only)
+    except Exception as exc:  # noqa: BLE001 - the launcher must still record the run's end
+        log_event(run_dir, "ERROR", "checkpoint index not written", error=str(exc))
+        rows = []
+    level = "INFO" if status in ("completed", "stopped") else "WARNING" if status != "failed" else "ERROR"
+    log_event(run_dir, level, "run ended", status=status, exit_code=exit_code,
+              checkpoints=len(rows), complete_checkpoints=sum(1 for r in rows if r["complete"]))
+
+
 # ----------------------------------------------------------------------------------- heartbeat
 class Heartbeat:
     """A daemon thread rewriting heartbeat.json every `interval_s` while the launcher waits."""
@@ -266,7 +278,7 @@ class Heartbeat:
             with contextlib.suppress(OSError):  # a full or flaky filesystem must not kill the launcher
                 self.beat()
 
-    def start(self) -> "Heartbeat":
+    def start(self) -> Heartbeat:
         self.beat()
         self._thread.start()
         return self

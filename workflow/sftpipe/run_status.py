@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,7 @@ def parse_duration(text: Any) -> float | None:
 def _fmt_seconds(seconds: float | None) -> str | None:
     if seconds is None:
         return None
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     d, rest = divmod(seconds, 86400)
     h, rest = divmod(rest, 3600)
     m, s = divmod(rest, 60)
@@ -128,13 +128,13 @@ def _fmt_seconds(seconds: float | None) -> str | None:
 def _unix(text: Any) -> float | None:
     """run_index.utc_now() text → unix time."""
     try:
-        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def progress(run_dir: Path) -> dict[str, Any]:
@@ -181,6 +181,8 @@ def progress(run_dir: Path) -> dict[str, Any]:
     out["total_tokens"] = tokens
     if isinstance(tokens, (int, float)) and elapsed:
         out["tokens_per_second"] = round(tokens / elapsed, 2)
+    elif isinstance(last.get("throughput"), (int, float)):  # under a second elapsed: LF's own figure
+        out["tokens_per_second"] = last["throughput"]
     remaining = parse_duration(last.get("remaining_time"))
     if remaining is None and elapsed and isinstance(step, int) and step > 0 and isinstance(total, int):
         remaining = elapsed / step * max(0, total - step)
@@ -293,7 +295,7 @@ def derive_status(ref: RunRef, now: float | None = None, stale_after_s: float = 
         if age <= stale_after_s:
             return Derived("running", recorded, f"heartbeat {age:.0f}s old", evidence)
         if stop:
-            return Derived(status_from_stop_reason(stop), recorded, f"heartbeat stale after a requested stop", evidence)
+            return Derived(status_from_stop_reason(stop), recorded, "heartbeat stale after a requested stop", evidence)
         return Derived("crashed", recorded, f"heartbeat is {age:.0f}s old (> {stale_after_s:.0f}s) and no end "
                        "was recorded", evidence)
     if recorded == "queued":
@@ -421,7 +423,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
           f"{'final_loss':>10s}")
     for r in rows:
         prog = f"{r['step']}/{r['total_steps']}" if r["step"] is not None else "-"
-        print(f"{r['id']:9s} {r['status']:11s} {str(r['variant'] or '-'):14s} {str(r['data_name'] or '-'):24s} "
+        print(f"{r['id']:9s} {r['status']:11s} {r['variant'] or '-'!s:14s} {r['data_name'] or '-'!s:24s} "
               f"{r['started_at'] or '-':21s} {prog:>11s} {_fmt(r['final_loss']):>10s}")
     return 0
 

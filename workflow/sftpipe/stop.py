@@ -39,14 +39,15 @@ def signal_slurm_job(job_id: str, signal: str | None = None, batch_only: bool = 
         if batch_only:
             cmd.append("--batch")  # only the batch step's launcher; it turns the signal into a stop request
     cmd.append(str(job_id))
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     if proc.returncode != 0:
         raise StopError(f"{' '.join(cmd)} failed (rc={proc.returncode}): {proc.stderr.strip()}")
 
 
 def request_run_stop(ref: RunRef, detail: str | None = None, **derive_kw: Any) -> dict[str, Any]:
     """Write the stop request for an active run (or cancel a queued SLURM job); return what was done."""
-    from .launch import STOP_FILE as LAUNCH_STOP_FILE, request_stop
+    from .launch import STOP_FILE as LAUNCH_STOP_FILE
+    from .launch import request_stop
 
     derived = derive_status(ref, **derive_kw)
     if derived.status not in run_index.ACTIVE_STATUSES:

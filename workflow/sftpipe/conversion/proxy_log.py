@@ -169,16 +169,21 @@ def to_call(record: dict[str, Any], line_no: int, issues: IssueLog) -> ProxyCall
     if response is not None and not isinstance(response, dict):
         issues.add("bad_response_body", f"line {line_no}: response_body is {type(response).__name__}")
         response = None
-    usage = record.get("usage")
-    if not isinstance(usage, dict):
-        usage = response.get("usage") if isinstance(response, dict) else None
     return ProxyCall(
         line_no=line_no,
         request_time=as_number(record.get("request_time")),
         request=request,
         response=response,
-        usage=usage if isinstance(usage, dict) else {},
+        usage=call_usage(record, response),
     )
+
+
+def call_usage(record: dict[str, Any], response: dict[str, Any] | None) -> dict[str, Any]:
+    """The record's `usage`, else the response's, else {}."""
+    usage = record.get("usage")
+    if not isinstance(usage, dict):
+        usage = response.get("usage") if isinstance(response, dict) else None
+    return usage if isinstance(usage, dict) else {}
 
 
 def sorted_by_request_time(calls: list[_Timed], issues: IssueLog) -> list[_Timed]:

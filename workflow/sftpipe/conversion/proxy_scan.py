@@ -35,6 +35,7 @@ from .proxy_log import (
     LogTally,
     ProxyCall,
     as_number,
+    call_usage,
     decode_line,
     iter_log_lines,
     open_log,
@@ -263,13 +264,10 @@ def scan_proxy_log(
 
 def _summary(record: dict[str, Any], line: LogLine, ids: list[int], has_tools: bool,
              scanner: _Scanner) -> CallSummary:
-    response = record.get("response_body")
-    usage = record.get("usage")
-    if not isinstance(usage, dict):
-        usage = response.get("usage") if isinstance(response, dict) else None
+    response = record.get("response_body")  # a dict or None: walk_line's caller checked
     return CallSummary(
         line_no=line.line_no, request_time=as_number(record.get("request_time")), response=response,
-        usage=usage if isinstance(usage, dict) else {}, has_tools=has_tools,
+        usage=call_usage(record, response), has_tools=has_tools,
         node=scanner.trie.path(ids), depth=len(ids),
         offset=line.offset, length=line.length, crc=zlib.crc32(line.raw),
     )
