@@ -113,3 +113,24 @@ def test_replot_never_retrains(finished):
     snakemake(root, "--forcerun", "plot", "--until", "plot")
     assert png.stat().st_mtime_ns > png_before
     assert manifest.stat().st_mtime_ns == manifest_before
+
+
+def test_dag_and_multi_variant_dry_run(finished):
+    root, _ = finished
+    dag = snakemake(root, "--dag").stdout
+    assert "digraph" in dag and "train" in dag and "tokenize" in dag
+    # The finished base run has nothing to do; the demo-local variant plans its own full chain.
+    jobs = snakemake(root, "-n", "--quiet", "rules", "--config", "variants=base,demo-local").stdout
+    assert "register" in jobs and "train" in jobs
+    assert "demo-local-run" in snakemake(root, "-n", "--config", "variants=base,demo-local").stdout
+
+
+def test_pretokenized_cache_is_what_training_loaded(finished):
+    root, _ = finished
+    lf_yaml = load_yaml(root / "artifacts/model/demo-run/llamafactory_config.yaml")
+    cache = root / lf_yaml["tokenized_path"]
+    assert (cache / "dataset_dict.json").is_file()
+    report = json.loads((cache / "sft_tokenize_report.json").read_text())
+    assert report["rows_out"] == 5 and report["rows_over_cutoff"] == 5
+    log = next((root / "artifacts/logs").glob("demo-run_*.log")).read_text()
+    assert "Loaded tokenized dataset" in log

@@ -36,7 +36,10 @@ def check(path: Path, step: int, model_only: bool = False) -> Checkpoint:
         return Checkpoint(path, step, False, f"unreadable trainer_state.json: {exc}")
     if state.get("global_step") != step:
         return Checkpoint(path, step, False, f"trainer_state.json global_step {state.get('global_step')} != {step}")
-    if not any(any(path.glob(p)) for p in WEIGHT_PATTERNS):
+    has_weights = any(any(path.glob(p)) for p in WEIGHT_PATTERNS)
+    # ZeRO-3 with stage3_gather_16bit_weights_on_model_save false: the weights are the shards only.
+    has_weights = has_weights or any(path.glob("global_step*/*model_states.pt"))
+    if not has_weights:
         return Checkpoint(path, step, False, "no model weights")
     if model_only:
         return Checkpoint(path, step, True)

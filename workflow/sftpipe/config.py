@@ -181,6 +181,10 @@ def config_warnings(data: dict[str, Any]) -> list[str]:
     if train["template"].endswith("_nothink") and conv.get("reasoning") == "keep":
         warnings.append("conversion.reasoning is keep but the template is a *_nothink one: <think> text will "
                         "be trained verbatim; use template qwen3 for reasoning data")
+    from .best_checkpoint import rotation_guard
+
+    _, problems = rotation_guard(dict(train))
+    warnings += [f"runtime_info.input.training: {p}" for p in problems]
     return warnings
 
 

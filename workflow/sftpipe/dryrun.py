@@ -79,9 +79,13 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         checked = dict(rendered, dataset_dir=str(info_dir))
         lf_dataset.parse_train_args(checked)
         report["llamafactory_args"] = {"ok": True}
+        invalid = report["data"].get("validation", {}).get("invalid_rows", 0)
+        if invalid:  # LLaMA-Factory would crash on such rows or drop them silently: stop here
+            report["stage"] = "data"
+            report["tokenization"] = {"skipped": f"{invalid} invalid row(s): fix them first"}
+            return report
         report["tokenization"] = lf_dataset.tokenize_dataset(checked)
-    invalid = report["data"].get("validation", {}).get("invalid_rows", 0)
-    report["ok"] = invalid == 0
+    report["ok"] = True
     return report
 
 
@@ -107,9 +111,12 @@ def _print_human(report: dict[str, Any]) -> None:
 def cmd_dryrun(args: argparse.Namespace) -> int:
     from .commands import load_from_args
 
+    from .fsutil import stdout_to_stderr
+
     try:
         cfg = load_from_args(args)
-        report = run(cfg)
+        with stdout_to_stderr():
+            report = run(cfg)
     except ConfigError as exc:
         report = {"ok": False, "stage": "config", "problems": exc.problems}
     except Exception as exc:  # LF's parser / loader errors: report them as the dry run's finding

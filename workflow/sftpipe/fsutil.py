@@ -60,3 +60,20 @@ def display_path(path: Path, root: Path) -> str:
         return str(path.resolve().relative_to(Path(root).resolve()))
     except ValueError:
         return str(path.resolve())
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to fd 1 (library logs, even handlers bound to the old sys.stdout) to
+    stderr, so a `--json` command's stdout carries only its JSON."""
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import checkpoints, lf_config, plan, run_index, slurm_launch
+from . import checkpoints, lf_config, plan, records, run_index, slurm_launch
 from .config import INDEX_PATH, LOGS_DIR, RunConfig, redacted
 from .fsutil import atomic_write_json, display_path
 from .gitinfo import git_commit
@@ -307,6 +307,7 @@ def train(cfg: RunConfig, manifest: Path, index_path: Path | None = None) -> int
               "host": socket.gethostname(), "world": slurm_launch.world_record(cfg),
               "slurm": job.record() if job else None}
     atomic_write_json(run_dir / RUN_RECORD, record)
+    records.write_start_records(cfg, run_dir)
     print(f"[sft] run {run_id}: {cfg.run_dir} (console log {console_log})", flush=True)
     if prepared.resume_from:
         print(f"[sft] resuming from {prepared.resume_from}", flush=True)
@@ -335,8 +336,9 @@ def train(cfg: RunConfig, manifest: Path, index_path: Path | None = None) -> int
             old_handlers[sig] = signal.signal(sig, forwarder.handle)
         if job is not None:
             guard = _start_time_limit_guard(cfg, job, stop_file)
-        _tee(proc, console_log)
-        exit_code = proc.wait()
+        with records.heartbeat(run_dir, run_id=run_id):
+            _tee(proc, console_log)
+            exit_code = proc.wait()
     finally:
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
@@ -353,6 +355,7 @@ def train(cfg: RunConfig, manifest: Path, index_path: Path | None = None) -> int
         if status == "failed":
             fields["error"] = _last_error_lines(console_log) or f"exit code {exit_code}"
         run_index.update_entry(index_path, run_id, **fields)
+        records.write_end_records(run_dir, status, exit_code, bool(cfg.training.get("save_only_model")))
         record.update({"status": status, "exit_code": exit_code, "ended_at": run_index.utc_now()})
         atomic_write_json(run_dir / RUN_RECORD, record)
         stop_file.unlink(missing_ok=True)

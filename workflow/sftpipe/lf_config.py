@@ -10,6 +10,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from .best_checkpoint import rotation_guard
 from .config import LF_DATA_DIR, RunConfig
 
 # Keys the pipeline sets itself; a value in training: for these is ignored or rejected upstream.
@@ -39,13 +40,12 @@ def render(cfg: RunConfig, resume_from: Path | None = None, tokenized_path: Path
     }
     lf.setdefault("include_num_input_tokens_seen", True)  # token counts for metrics and tokens/s
     lf.setdefault("ddp_timeout", 180000000)  # long tokenization on rank 0 must not kill the group
-    if cfg.infrastructure["accelerator"] == "cpu":
-        lf.setdefault("ddp_backend", "gloo")
     explicit = cfg.training.get("resume_from_checkpoint")
     if explicit or resume_from:
         lf["resume_from_checkpoint"] = str(explicit or resume_from)
     if tokenized_path:
         lf["tokenized_path"] = str(tokenized_path)
+    lf, _ = rotation_guard(lf)  # save_total_limit never deletes the best checkpoint (see config_warnings)
     return lf
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoints
+from .best_checkpoint import best_checkpoint
 from .config import RunConfig
 from .fsutil import display_path
 
@@ -25,11 +26,14 @@ def wandb_run_id(run_dir: Path) -> str | None:
 def build(cfg: RunConfig, manifest: dict[str, Any], metrics: dict[str, Any], plot: Path) -> dict[str, Any]:
     root, run_dir = cfg.root, cfg.root / cfg.run_dir
     summary = metrics.get("summary", {})
-    latest = checkpoints.latest_complete(run_dir, bool(cfg.training.get("save_only_model")))
+    model_only = bool(cfg.training.get("save_only_model"))
+    latest = checkpoints.latest_complete(run_dir, model_only)
+    best = best_checkpoint(run_dir, model_only=model_only)["best"]
     out: dict[str, Any] = {
         "run_id": manifest["run_id"],
         "run_dir": display_path(run_dir, root) + "/",
         "checkpoint_path": (display_path(latest.path, root) + "/") if latest else None,
+        "best_checkpoint": (display_path(Path(best["path"]), root) + "/") if best else None,
         "training_metrics": {
             "final_loss": summary.get("final_loss"),
             "train_runtime": summary.get("train_runtime"),

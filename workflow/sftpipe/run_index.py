@@ -26,7 +26,7 @@ from sftpipe.writeback import WritebackError, atomic_replace, needs_quotes, plai
 
 FIELDS = ("id", "block", "variant", "status", "exit_code", "run_dir", "log", "started_at", "last_updated",
           "completed_at", "config_hash", "git_commit", "data_name", "checkpoint_path", "best_checkpoint",
-          "final_loss", "slurm_job_id", "records", "error")
+          "final_loss", "slurm_job_id", "slurm_nodes", "slurm_restart_count", "requeue", "records", "error")
 STATUSES = frozenset({"queued", "running", "completed", "failed", "interrupted", "stopped", "timeout",
                       "preempted", "crashed", "unknown"})
 ACTIVE_STATUSES = frozenset({"queued", "running"})
