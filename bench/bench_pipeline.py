@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "workflow"))
 
-from tests.project import make_project  # noqa: E402
+from tests.project import make_project
 
 BIN = Path(sys.executable).parent
 N_VARIANTS = 20
@@ -31,7 +31,7 @@ N_VARIANTS = 20
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -45,7 +45,8 @@ def project(base: Path, name: str, model: Path) -> Path:
 
 
 def bench_overhead(base: Path, model: Path) -> dict[str, float]:
-    from sftpipe import config as sc, lf_config
+    from sftpipe import config as sc
+    from sftpipe import lf_config
 
     root = project(base, "pipeline", model)
     snake = timed([str(BIN / "snakemake"), "--profile", "profiles/default", "--cores", "2"], root)

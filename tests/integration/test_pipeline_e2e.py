@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from sftpipe import run_index
+
 from tests.integration.pipeline import demo_project, planned_jobs, snakemake
 from tests.project import edit_config, load_yaml
 

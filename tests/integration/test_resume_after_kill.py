@@ -11,8 +11,8 @@ import subprocess
 import time
 
 import pytest
-
 from sftpipe import checkpoints, run_index
+
 from tests.integration.pipeline import BIN, demo_project, env, snakemake
 from tests.project import load_yaml
 

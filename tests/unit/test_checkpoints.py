@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from sftpipe import checkpoints, config as sc
+from sftpipe import checkpoints
+from sftpipe import config as sc
 from sftpipe.launch import RUN_RECORD, RunDirError, prepare_run_dir
+
 from tests.project import make_project
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from sftpipe import config as sc
+
 from tests.project import REPO, make_project
 
 
@@ -100,9 +100,9 @@ def test_trajectories_dir_feeds_job_dir(root, raw):
 
 def test_deepspeed_file_must_exist(root, raw):
     raw["runtime_info"]["input"]["training"]["deepspeed"] = "artifacts/training_config/deepspeed/nope.json"
-    assert problems(raw, root) == [
-        "runtime_info.input.training.deepspeed: DeepSpeed config "
-        "'artifacts/training_config/deepspeed/nope.json' does not exist"]
+    expected = ("runtime_info.input.training.deepspeed: DeepSpeed config "
+                "'artifacts/training_config/deepspeed/nope.json' does not exist")
+    assert problems(raw, root) == [expected]
 
 
 def test_cpu_rejects_bf16_and_fa2(root, raw):

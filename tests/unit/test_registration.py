@@ -5,9 +5,9 @@ import json
 import os
 
 import pytest
-
 from sftpipe import config as sc
 from sftpipe.registration import RegistrationError, register
+
 from tests.project import make_project
 
 
@@ -36,7 +36,7 @@ def test_local_lf_points_at_the_file_and_preserves_other_entries(root):
     info = root / "artifacts/data/lf_data/dataset_info.json"
     info.parent.mkdir(parents=True)
     info.write_text(json.dumps({"other": {"file_name": "other.json"}}))
-    cfg, info, marker, record = run(root, cfg_with(root))
+    _, info, marker, record = run(root, cfg_with(root))
     entries = json.loads(info.read_text())
     assert entries["other"] == {"file_name": "other.json"}
     entry = entries["demo_sft"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -80,7 +80,7 @@ def quarantine_incomplete(run_dir: Path, model_only: bool = False) -> list[tuple
     """
     good = latest_complete(run_dir, model_only)
     floor = good.step if good else -1
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     moved = []
     for ckpt in list_checkpoints(run_dir, model_only):
         if not ckpt.complete and ckpt.step > floor:

@@ -60,8 +60,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from . import lf_config
     from ruamel.yaml import YAML
+
+    from . import lf_config
 
     cfg = load_from_args(args)
     rendered = lf_config.render(cfg)
@@ -157,8 +158,8 @@ def cmd_writeback(args: argparse.Namespace) -> int:
 def cmd_record(args: argparse.Namespace) -> int:
     from . import run_index
     from .config import INDEX_PATH
-    from .output_block import load_json
     from .fsutil import atomic_write_json
+    from .output_block import load_json
 
     cfg = load_from_args(args)
     manifest, written = load_json(args.manifest), load_json(args.writeback)
@@ -169,7 +170,7 @@ def cmd_record(args: argparse.Namespace) -> int:
               "checkpoint_path": output["checkpoint_path"], "records": records}
     if output.get("best_checkpoint"):
         fields["best_checkpoint"] = output["best_checkpoint"]
-    entry = run_index.update_entry(args.root / INDEX_PATH, manifest["run_id"], **fields)
+    entry = run_index.update_entry(cfg.root / INDEX_PATH, manifest["run_id"], **fields)
     atomic_write_json(args.marker, entry)
     print(f"recorded {manifest['run_id']} in {INDEX_PATH}")
     return 0

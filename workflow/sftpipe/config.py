@@ -225,7 +225,7 @@ def resolve(raw: dict[str, Any], root: Path | str = ".", variant: str | None = N
 
 
 def load(path: Path | str = "config/config.yaml", root: Path | str = ".", variant: str | None = None
-         ) -> "RunConfig":
+         ) -> RunConfig:
     return RunConfig(resolve(read_yaml(Path(root) / path), root, variant), Path(root))
 
 

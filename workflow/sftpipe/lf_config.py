@@ -50,8 +50,9 @@ def render(cfg: RunConfig, resume_from: Path | None = None, tokenized_path: Path
 
 
 def dump(lf: dict[str, Any], path: Path) -> None:
-    from .fsutil import atomic_write_text
     import io
+
+    from .fsutil import atomic_write_text
 
     yaml = YAML()
     yaml.default_flow_style = False

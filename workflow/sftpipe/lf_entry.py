@@ -39,6 +39,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from sftpipe.fsutil import atomic_write_json
+
 STOP_EXIT_CODE = 75  # EX_TEMPFAIL: stopped on request, resumable
 STOP_REASON_FILE = "stop_reason.json"
 STOP_FILE_ENV = "SFT_STOP_FILE"
@@ -124,7 +126,7 @@ class StopOnRequestCallback(TrainerCallback):
             )
             if self.reason["reason"] == "stop_file" and self.stop_file is not None:
                 self.reason["requested"] = _read_request(self.stop_file)
-            _write_json_atomic(Path(args.output_dir) / STOP_REASON_FILE, self.reason)
+            atomic_write_json(Path(args.output_dir) / STOP_REASON_FILE, self.reason)
             if self.reason["reason"] == "stop_file" and self.stop_file is not None:
                 self.stop_file.unlink(missing_ok=True)  # honoured; a resumed run must not stop again
         _barrier()
@@ -172,12 +174,6 @@ def _read_request(stop_file: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _archive_stale_stop_reason(output_dir: Path) -> None:

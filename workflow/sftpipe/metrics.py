@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sftpipe.writeback import atomic_replace
+from sftpipe.fsutil import atomic_write_bytes
 
 TRAINER_STATE = "trainer_state.json"
 TRAINER_LOG = "trainer_log.jsonl"
@@ -327,8 +327,8 @@ def write_metrics(run_dir: Path, out_json: Path | None = None, out_jsonl: Path |
     metrics = extract_metrics(run_dir)
     out_json = Path(out_json) if out_json else run_dir / METRICS_JSON
     out_jsonl = Path(out_jsonl) if out_jsonl else run_dir / METRICS_JSONL
-    atomic_replace(out_json, (json.dumps(metrics, indent=2) + "\n").encode())
-    atomic_replace(out_jsonl, "".join(json.dumps(row) + "\n" for row in metrics["series"]).encode())
+    atomic_write_bytes(out_json, (json.dumps(metrics, indent=2) + "\n").encode())
+    atomic_write_bytes(out_jsonl, "".join(json.dumps(row) + "\n" for row in metrics["series"]).encode())
     return metrics
 
 

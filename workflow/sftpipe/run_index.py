@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from sftpipe.writeback import WritebackError, atomic_replace, needs_quotes, plain_yaml_value
+from sftpipe.fsutil import atomic_write_bytes
+from sftpipe.writeback import WritebackError, needs_quotes, plain_yaml_value
 
 FIELDS = ("id", "block", "variant", "status", "exit_code", "run_dir", "log", "started_at", "last_updated",
           "completed_at", "config_hash", "git_commit", "data_name", "checkpoint_path", "best_checkpoint",
@@ -154,7 +155,7 @@ def append_entry(index_path: Path, entry: dict[str, Any]) -> str:
             text = HEADER
         elif not text.endswith("\n"):
             text += "\n"
-        atomic_replace(index_path, (text + block).encode())
+        atomic_write_bytes(index_path, (text + block).encode())
         return entry["id"]
 
 
@@ -199,7 +200,7 @@ def update_entry(index_path: Path, run_id: str, **fields: Any) -> dict[str, Any]
         expected[i] = _validate(updated)
         if _parse(index_path, new_text) != expected:
             raise RunIndexError(f"{index_path}: rewriting entry {run_id!r} would change other entries; not written")
-        atomic_replace(index_path, new_text.encode())
+        atomic_write_bytes(index_path, new_text.encode())
         return expected[i]
 
 

@@ -13,7 +13,6 @@ import io
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.representer import RoundTripRepresenter
+
+from sftpipe.fsutil import atomic_write_bytes
 
 SECTION = "runtime_info"
 KEY = "output"
@@ -209,40 +210,6 @@ def _verify(old_text: str, new_text: str, output: dict[str, Any]) -> None:
         raise WritebackError(f"splicing '{SECTION}.{KEY}' would change other keys, not written")
 
 
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_replace(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Replace ``path`` with ``data`` via a temp file in the same directory, fsync and os.replace.
-
-    ``mode`` defaults to the existing file's mode, or for a new file to what open() would give
-    (mkstemp alone would leave it 0600).
-    """
-    path = Path(path)
-    if mode is None:
-        mode = path.stat().st_mode & 0o7777 if path.exists() else _default_mode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def write_output_block(config_path: Path, output: dict[str, Any]) -> None:
     """Rewrite only ``runtime_info.output`` of ``config_path`` (a symlink is written through)."""
     path = Path(os.path.realpath(config_path))
@@ -262,5 +229,5 @@ def write_output_block(config_path: Path, output: dict[str, Any]) -> None:
             except WritebackError as exc:
                 raise WritebackError(f"{config_path}: {exc}") from exc
             if new_text != text:
-                atomic_replace(path, new_text.encode("utf-8"), os.fstat(f.fileno()).st_mode & 0o7777)
+                atomic_write_bytes(path, new_text.encode("utf-8"), os.fstat(f.fileno()).st_mode & 0o7777)
             return

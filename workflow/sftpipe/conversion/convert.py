@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..fsutil import atomic_write_text
 from .harbor_job import ExceptionPolicy, Selection, TrialRecord, load_excluded_repos, scan_job
 from .im_format import im_record
 from .lf_format import Reasoning, ToolErrorPolicy, conversation_to_lf_row, validate_lf_row
@@ -226,16 +227,6 @@ class _AtomicWriter:
         self.tmp.unlink(missing_ok=True)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    w = _AtomicWriter(path)
-    try:
-        w.fh.write(text)
-    except BaseException:
-        w.abort()
-        raise
-    w.commit()
-
-
 def _entry(rec: TrialRecord, status: str, detail: str) -> TrialEntry:
     return TrialEntry(trial_name=rec.trial_name, status=status, detail=detail, instance_id=rec.instance_id,
                       scaffold=rec.scaffold, reward=rec.reward, reward_source=rec.reward_source,
@@ -312,7 +303,7 @@ def convert_job(job_dir: Path, out_dir: Path, data_name: str, options: Conversio
 
     report.format_changes = dict(sorted(changes.items()))
     stats = build_stats(summaries, opts.cutoff_len, tokens_measured=bool(opts.tokenizer_path))
-    _write_text_atomic(paths["stats"], json.dumps(stats, indent=2) + "\n")
-    _write_text_atomic(paths["report"], report.to_json())
-    _write_text_atomic(paths["report_txt"], report.to_text())
+    atomic_write_text(paths["stats"], json.dumps(stats, indent=2) + "\n")
+    atomic_write_text(paths["report"], report.to_json())
+    atomic_write_text(paths["report_txt"], report.to_text())
     return report

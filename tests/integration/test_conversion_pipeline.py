@@ -1,0 +1,105 @@
+"""Every captured Harbor job, one per scaffold, through the real convert -> register -> tokenize rules.
+
+One Snakemake invocation builds four variants (one per scaffold, `--until tokenize`: nothing trains).
+Per scaffold: LLaMA-Factory's own loader (the tokenize report) read every row the converter wrote and
+dropped none, and the conversion report names every trial directory of the job exactly once.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.integration.pipeline import demo_project, snakemake
+
+pytestmark = pytest.mark.slow
+
+JOBS = Path(__file__).resolve().parents[1] / "fixtures" / "harbor_jobs"
+# variant -> (fixture job dir, Harbor agent name of its trials)
+VARIANTS = {
+    "cc": ("claude-code", "claude-code"),
+    "oc": ("opencode", "opencode"),
+    "oh": ("openhands-sdk", "openhands-sdk"),
+    "t2": ("terminus2", "terminus-2"),
+}
+
+
+def _variant_yaml(name: str, job: str) -> str:
+    # Overrides only; every other key comes from the shipped demo profile (tiny model, cutoff 2048).
+    return f"""runtime_info:
+  input:
+    source:
+      type: harbor_job
+      scaffold: auto
+      job_dir: data/jobs/{job}
+    conversion:
+      data_name: conv_{name}
+      selection: all
+      keep_subagents: true
+      over_cutoff: keep
+      reasoning: auto
+      workers: 1
+    training:
+      template: qwen3
+      output_dir: conv-{name}-run
+"""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_model_dir) -> Path:
+    root = demo_project(tmp_path_factory.mktemp("conv") / "proj", tiny_model_dir)
+    for name, (job, _) in VARIANTS.items():
+        shutil.copytree(JOBS / job, root / "data" / "jobs" / job)
+        (root / "config" / "variants" / f"{name}.yaml").write_text(_variant_yaml(name, job))
+    snakemake(root, "--config", f"variants={','.join(VARIANTS)}", "--until", "tokenize")
+    return root
+
+
+def _tokenize_report(root: Path, data_name: str) -> dict:
+    (report,) = (root / "artifacts/data/tokenized" / data_name).glob("*/sft_tokenize_report.json")
+    return json.loads(report.read_text())
+
+
+def test_nothing_trained(project: Path) -> None:
+    assert not list((project / "artifacts").glob("model/conv-*"))
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_lf_loader_reads_every_converted_row(project: Path, name: str) -> None:
+    data_name = f"conv_{name}"
+    rows = json.loads((project / "artifacts/data/lf_data" / f"{data_name}.json").read_text())
+    im_lines = (project / "artifacts/data" / f"{data_name}.im.jsonl").read_text().splitlines()
+    conversion = json.loads((project / "artifacts/data" / f"{data_name}.report.json").read_text())
+    assert rows and len(rows) == len(im_lines) == conversion["rows"]["written"]
+    tokenized = _tokenize_report(project, data_name)
+    assert tokenized["template"] == "qwen3"
+    assert tokenized["rows_in"] == len(rows)
+    assert tokenized["rows_dropped"] == 0, tokenized["dropped_row_indices"]
+    assert tokenized["rows_out"] == len(rows)
+    assert tokenized["rows_without_trainable_tokens"] == 0
+    registered = json.loads((project / "artifacts/data/lf_data/dataset_info.json").read_text())
+    assert registered[data_name]["file_name"] == f"{data_name}.json"
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_report_accounts_for_every_trial(project: Path, name: str) -> None:
+    job, agent = VARIANTS[name]
+    job_dir = project / "data" / "jobs" / job
+    on_disk = sorted(p.name for p in job_dir.iterdir() if p.is_dir())
+    assert len(on_disk) == 3
+    assert all(json.loads((job_dir / t / "config.json").read_text())["agent"]["name"] == agent for t in on_disk)
+    report = json.loads((project / "artifacts/data" / f"conv_{name}.report.json").read_text())
+    details = report["trial_details"]
+    assert sorted(t["trial_name"] for t in details) == on_disk  # each exactly once
+    assert report["trials"]["total"] == len(on_disk)
+    # selection: all + keep_if_rewarded: every captured trial (timeouts included) yields rows
+    assert {t["status"] for t in details} == {"kept"}
+    assert sum(t["rows_written"] for t in details) == report["rows"]["written"]
+    im = [json.loads(line) for line in
+          (project / "artifacts/data" / f"conv_{name}.im.jsonl").read_text().splitlines()]
+    per_trial = {t["trial_name"]: t["rows_written"] for t in details}
+    assert {t: sum(r["meta_info"]["trial_name"] == t for r in im) for t in on_disk} == per_trial
+    assert all(sum(r["meta_info"]["unique_info"]["_agent_type"] == "main" and r["meta_info"]["trial_name"] == t
+                   for r in im) == 1 for t in on_disk)
