@@ -134,3 +134,11 @@ def test_pretokenized_cache_is_what_training_loaded(finished):
     assert report["rows_out"] == 5 and report["rows_over_cutoff"] == 5
     log = next((root / "artifacts/logs").glob("demo-run_*.log")).read_text()
     assert "Loaded tokenized dataset" in log
+
+
+def test_snakemake_report_has_plot_metrics_and_conversion_stats(finished):
+    root, _ = finished
+    snakemake(root, "--report", "report.html")
+    html = (root / "report.html").read_text(errors="replace")
+    for item in ("training_loss.png", "metrics.json", "demo_claude_code.stats.json", "demo_claude_code.report.json"):
+        assert item in html, item

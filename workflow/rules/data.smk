@@ -6,8 +6,18 @@ rule convert:
     output:
         lf=f"{LF_DATA}/{{data}}.json",
         im="artifacts/data/{data}.im.jsonl",
-        stats="artifacts/data/{data}.stats.json",
-        report="artifacts/data/{data}.report.json",
+        stats=report(
+            "artifacts/data/{data}.stats.json",
+            caption="../report/conversion_stats.rst",
+            category="Data",
+            subcategory="{data}",
+        ),
+        report=report(
+            "artifacts/data/{data}.report.json",
+            caption="../report/conversion_report.rst",
+            category="Data",
+            subcategory="{data}",
+        ),
     input:
         job=harbor_job_dir,
         tokenizer=tokenizer_inputs_for_data,

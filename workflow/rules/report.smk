@@ -4,7 +4,12 @@
 rule metrics:
     """metrics.json (summary + series) and metrics.jsonl from trainer_state.json and trainer_log.jsonl."""
     output:
-        summary=f"{MODEL_ROOT}/{{run}}/metrics.json",
+        summary=report(
+            f"{MODEL_ROOT}/{{run}}/metrics.json",
+            caption="../report/metrics.rst",
+            category="Training",
+            subcategory="{run}",
+        ),
         series=f"{MODEL_ROOT}/{{run}}/metrics.jsonl",
     input:
         f"{MODEL_ROOT}/{{run}}/train_manifest.json",
