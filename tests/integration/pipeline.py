@@ -20,16 +20,19 @@ def demo_project(dest: Path, tiny_model_dir: Path) -> Path:
     return root
 
 
-def env() -> dict[str, str]:
+def env(**extra: str) -> dict[str, str]:
     e = dict(os.environ)
     e["PATH"] = f"{BIN}:{e.get('PATH', '')}"
     e.pop("WANDB_API_KEY", None)
+    e.update(extra)
     return e
 
 
-def snakemake(root: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(root: Path, *args: str, check: bool = True, timeout: int = 900,
+              extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     cmd = [str(BIN / "snakemake"), "--profile", "profiles/default", "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=root, env=env(), capture_output=True, text=True, timeout=timeout,
+    proc = subprocess.run(cmd, cwd=root, env=env(**(extra_env or {})), capture_output=True, text=True,
+                          timeout=timeout,
                           check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"

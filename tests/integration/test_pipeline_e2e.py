@@ -14,13 +14,14 @@ from tests.integration.pipeline import demo_project, planned_jobs, snakemake
 from tests.project import edit_config, load_yaml
 
 pytestmark = pytest.mark.slow
+SECRET = "sftpipe-e2e-secret-7f3a9c"  # a W&B key that must never reach any file
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, tiny_model_dir):
     root = demo_project(tmp_path_factory.mktemp("e2e") / "proj", tiny_model_dir)
     config_before = (root / "config/config.yaml").read_text()
-    snakemake(root)
+    snakemake(root, extra_env={"WANDB_API_KEY": SECRET})
     return root, config_before
 
 
@@ -142,3 +143,12 @@ def test_snakemake_report_has_plot_metrics_and_conversion_stats(finished):
     html = (root / "report.html").read_text(errors="replace")
     for item in ("training_loss.png", "metrics.json", "demo_claude_code.stats.json", "demo_claude_code.report.json"):
         assert item in html, item
+
+
+def test_wandb_offline_run_id_is_written_back_and_the_key_never_written(finished):
+    root, _ = finished
+    output = load_yaml(root / "config/config.yaml")["runtime_info"]["output"]
+    run_id = output["training_curves"]["wandb_run_id"]
+    assert run_id and any((root / "artifacts/model/demo-run/wandb").glob(f"offline-run-*-{run_id}"))
+    leaked = [p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and SECRET.encode() in p.read_bytes()]
+    assert leaked == []
