@@ -105,10 +105,11 @@ def _anthropic_history(messages: list[dict[str, Any]]) -> tuple[str, list[Msg]]:
         content = message["content"]
         if message["role"] == "assistant":
             blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
+            of = {kind: [b for b in blocks if b["type"] == kind] for kind in ("text", "thinking", "tool_use")}
             out.append({"role": "assistant",
-                        "content": "\n\n".join(b["text"] for b in blocks if b["type"] == "text" and b["text"]),
-                        "reasoning": "\n\n".join(b["thinking"] for b in blocks if b["type"] == "thinking"),
-                        "calls": [(b["id"], b["name"], b["input"]) for b in blocks if b["type"] == "tool_use"]})
+                        "content": "\n\n".join(b["text"] for b in of["text"] if b["text"]),
+                        "reasoning": "\n\n".join(b["thinking"] for b in of["thinking"]),
+                        "calls": [(b["id"], b["name"], b["input"]) for b in of["tool_use"]]})
             continue
         blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
         results = [{"role": "tool", "call_id": b["tool_use_id"], "content": _text(b["content"]),
@@ -192,8 +193,8 @@ def _longest(calls: list[Call]) -> Call:
 def _chains(calls: list[Call], protocol: str) -> Chains:
     ok = [c for c in calls if c.ok]
     side = [c for c in ok if not c.tools]
-    is_sub = (lambda c: "cc_is_subagent=true" in _billing(c)) if protocol == "anthropic" else (lambda c: False)
-    main_calls = [c for c in ok if c.tools and INSTRUCTION in _first_user_text(c) and not is_sub(c)]
+    main_calls = [c for c in ok if c.tools and INSTRUCTION in _first_user_text(c)
+                  and "cc_is_subagent=true" not in _billing(c)]
     main = _longest(main_calls)
     prompts = [args["prompt"] for turn in _expected(main, protocol)[1] if turn["role"] == "assistant"
                for _, name, args in turn["calls"] if name in SUBAGENT_TOOLS]
@@ -214,11 +215,14 @@ def converted(tmp_path_factory) -> dict[str, dict[str, Any]]:
         report = convert_job(JOBS / job, dest, "d", ConversionOptions(selection="all", keep_subagents=True,
                                                                       reasoning="keep", workers=1))
         assert report.trials_by_status == {"kept": 3}
+        lf_text = (dest / "lf_data" / "d.json").read_text()
         by_trial: dict[str, list[dict[str, Any]]] = {}
-        for line in (dest / "d.im.jsonl").read_text().splitlines():
+        lines = (dest / "d.im.jsonl").read_text().splitlines()
+        for line, lf_row in zip(lines, json.loads(lf_text), strict=True):  # LF row i <-> IM line i
             record = json.loads(line)
+            record["lf_row"] = lf_row
             by_trial.setdefault(record["meta_info"]["trial_name"], []).append(record)
-        out[job] = {"im": by_trial, "lf": (dest / "lf_data" / "d.json").read_text()}
+        out[job] = {"im": by_trial, "lf": lf_text}
     return out
 
 
@@ -227,18 +231,22 @@ def _records_of(converted: dict[str, dict[str, Any]], trial: Path, agent_type: s
             if r["meta_info"]["unique_info"]["_agent_type"] == agent_type]
 
 
-def _reasoning_by_turn(calls: list[Call]) -> dict[tuple[str, ...], str]:
-    """What the model itself answered: reasoning of every successful response, keyed by its calls/text."""
-    return {_turn_key(_response_turn(c)): _response_turn(c)["reasoning"] for c in calls if c.ok}
+def _responses_by_turn(calls: list[Call]) -> dict[tuple[str, ...], Msg]:
+    """What the model itself answered: every successful response, keyed by its call ids (or its text)."""
+    return {_turn_key(_response_turn(c)): _response_turn(c) for c in calls if c.ok}
 
 
-def _check_chain(record: dict[str, Any], tail: Call, protocol: str, calls: list[Call], scaffold: str) -> list[Msg]:
+def _check_chain(record: dict[str, Any], tail: Call, protocol: str, calls: list[Call],
+                 scaffold: str) -> list[Msg]:
     system, expected = _expected(tail, protocol)
-    said = _reasoning_by_turn(calls)
+    said = _responses_by_turn(calls)
     for turn in expected:
         if turn["role"] != "assistant":
             continue
-        answered = said[_turn_key(turn)]  # every turn in the history is some logged response
+        response = said[_turn_key(turn)]  # every turn in the history is some logged response
+        assert turn["content"] == response["content"]
+        assert [c[:2] for c in turn["calls"]] == [c[:2] for c in response["calls"]]
+        answered = response["reasoning"]
         if scaffold == "openhands-sdk":
             # Documented: OpenHands does not resend reasoning; the converter restores it from the responses.
             assert turn["reasoning"] in ("", answered)
@@ -248,7 +256,21 @@ def _check_chain(record: dict[str, Any], tail: Call, protocol: str, calls: list[
     im_system, got = _im_messages(record)
     assert im_system == system
     assert got == expected
+    _assert_lf_row_keeps_every_text_in_order(record["lf_row"], system, got)
     return got
+
+
+def _assert_lf_row_keeps_every_text_in_order(row: dict[str, Any], system: str, messages: list[Msg]) -> None:
+    """The LF row renders the same turns: each text (reasoning before answer) found after the previous one."""
+    assert row["system"] == system
+    rendered = "\x00".join(turn["value"] for turn in row["conversations"])
+    cursor = 0
+    for message in messages:
+        for text in (message.get("reasoning", ""), message["content"]):
+            if text:
+                found = rendered.find(text, cursor)
+                assert found >= 0, f"{message['role']} text missing/out of order in the LF row: {text[:80]!r}"
+                cursor = found + len(text)
 
 
 @pytest.mark.parametrize("trial", TRIALS, ids=[f"{t.parent.name}/{t.name}" for t in TRIALS])
@@ -270,8 +292,8 @@ def test_main_conversation_is_exactly_the_last_main_request_and_its_response(tri
         # Timeout: the last logged answer is a tool call whose result the model never saw.
         assert assistants[-1]["calls"] and got[-1] is assistants[-1]
         assert result_ids == call_ids[:-1]
-    else:
-        assert result_ids == call_ids or result_ids == call_ids[:-1]  # OpenHands ends with `finish`
+    else:  # OpenHands ends with a `finish` call that has no result; the others with a text answer
+        assert result_ids == (call_ids[:-1] if scaffold == "openhands-sdk" else call_ids)
     assert not any(BILLING in m["content"] for m in record["messages"])
 
 
@@ -308,7 +330,8 @@ def test_failed_and_side_calls_leave_no_trace(trial: Path, converted) -> None:
     title = side.response["content"]
     assert title and side.messages[0]["content"].startswith("You are a title generator")
     assert "title generator" not in written and "Generate a title for this conversation" not in written
-    assert not any(m["content"] == title for r in converted["opencode"]["im"][trial.name] for m in r["messages"])
+    records = converted["opencode"]["im"][trial.name]
+    assert not any(m["content"] == title for r in records for m in r["messages"])
 
 
 def test_claude_code_history_carries_the_clients_argument_defaults() -> None:
