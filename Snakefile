@@ -16,6 +16,6 @@ include: "workflow/rules/report.smk"
 
 rule all:
     """Every requested run (active profile and/or --config variant(s)=...) trained and recorded."""
+    default_target: True
     input:
         sftplan.targets(PLAN),
-    default_target: True

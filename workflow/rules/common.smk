@@ -1,10 +1,13 @@
 # Config validation, the runs and datasets of this invocation, path helpers and input functions.
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # the sftpipe package, even if not installed
+sys.path.insert(
+    0, str(Path(workflow.basedir) / "workflow")
+)  # the sftpipe package, even if not installed
 
 from sftpipe import config as sftconfig
 from sftpipe import plan as sftplan
@@ -14,12 +17,21 @@ try:
 except sftconfig.ConfigError as exc:
     raise WorkflowError(str(exc))
 
-RUNS = PLAN.runs  # run name -> RunConfig (the active profile and/or the requested variants)
+RUNS = (
+    PLAN.runs
+)  # run name -> RunConfig (the active profile and/or the requested variants)
 DATASETS = PLAN.datasets  # data_name -> RunConfig that defines it
 
-# One interpreter for every job: the locked training environment (meta_info.environment.sft_uv).
-_ENV_PY = Path(PLAN.env_dir) / "bin" / "python"
-SFT = f"{_ENV_PY if _ENV_PY.exists() else sys.executable} -m sftpipe.cli"
+
+envvars:
+    "PATH",
+
+
+# Every job runs `sft` from the locked training environment (meta_info.environment.sft_uv), or from
+# the environment running Snakemake when that one is not built: jobs inherit this PATH (SLURM too).
+_ENV_BIN = Path(PLAN.env_dir) / "bin"
+_BIN = _ENV_BIN if (_ENV_BIN / "sft").exists() else Path(sys.executable).parent
+os.environ["PATH"] = f"{_BIN.resolve()}{os.pathsep}{os.environ.get('PATH', '')}"
 CONFIG_FILE = workflow.configfiles[0] if workflow.configfiles else "config/config.yaml"
 
 LF_DATA = str(sftconfig.LF_DATA_DIR)
@@ -36,6 +48,10 @@ wildcard_constraints:
 def json_param(obj):
     """Params are compared as text: canonical JSON makes a real change (and only that) rerun a rule."""
     return json.dumps(obj, sort_keys=True, default=str)
+
+
+def run_dir_of(wildcards):
+    return f"{MODEL_ROOT}/{wildcards.run}"
 
 
 def run_cfg(wildcards):
@@ -101,11 +117,15 @@ def run_tokenized(wildcards):
 
 
 def tokenize_params(wildcards):
-    return json_param(sftplan.tokenize_inputs(PLAN.tokenized[(wildcards.data, wildcards.key)]))
+    return json_param(
+        sftplan.tokenize_inputs(PLAN.tokenized[(wildcards.data, wildcards.key)])
+    )
 
 
 def tokenize_config_args(wildcards):
-    return sftplan.cli_config_args(CONFIG_FILE, PLAN.tokenized[(wildcards.data, wildcards.key)])
+    return sftplan.cli_config_args(
+        CONFIG_FILE, PLAN.tokenized[(wildcards.data, wildcards.key)]
+    )
 
 
 def training_params(wildcards):

@@ -3,6 +3,8 @@
 
 rule metrics:
     """metrics.json (summary + series) and metrics.jsonl from trainer_state.json and trainer_log.jsonl."""
+    input:
+        f"{MODEL_ROOT}/{{run}}/train_manifest.json",
     output:
         summary=report(
             f"{MODEL_ROOT}/{{run}}/metrics.json",
@@ -11,18 +13,20 @@ rule metrics:
             subcategory="{run}",
         ),
         series=f"{MODEL_ROOT}/{{run}}/metrics.jsonl",
-    input:
-        f"{MODEL_ROOT}/{{run}}/train_manifest.json",
     log:
         f"{RULE_LOGS}/metrics_{{run}}.log",
     localrule: True
+    params:
+        run_dir=run_dir_of,
     shell:
-        "{SFT} metrics {MODEL_ROOT}/{wildcards.run} --write --out-json {output.summary}"
+        "sft metrics {params.run_dir} --write --out-json {output.summary}"
         " --out-jsonl {output.series} > {log} 2>&1"
 
 
 rule plot:
     """training_loss.png: raw and smoothed loss, eval loss, learning rate."""
+    input:
+        f"{MODEL_ROOT}/{{run}}/metrics.json",
     output:
         report(
             f"{MODEL_ROOT}/{{run}}/training_loss.png",
@@ -30,45 +34,45 @@ rule plot:
             category="Training",
             subcategory="{run}",
         ),
-    input:
-        f"{MODEL_ROOT}/{{run}}/metrics.json",
     log:
         f"{RULE_LOGS}/plot_{{run}}.log",
     localrule: True
+    params:
+        run_dir=run_dir_of,
     shell:
-        "{SFT} plot {MODEL_ROOT}/{wildcards.run} --metrics {input} --out {output} > {log} 2>&1"
+        "sft plot {params.run_dir} --metrics {input} --out {output} > {log} 2>&1"
 
 
 rule writeback:
     """Rewrite only runtime_info.output of config.yaml (a variant's goes to its own output file)."""
-    output:
-        f"{MODEL_ROOT}/{{run}}/writeback.json",
     input:
         manifest=f"{MODEL_ROOT}/{{run}}/train_manifest.json",
         metrics=f"{MODEL_ROOT}/{{run}}/metrics.json",
         plot=f"{MODEL_ROOT}/{{run}}/training_loss.png",
-    params:
-        config_args=run_config_args,
+    output:
+        f"{MODEL_ROOT}/{{run}}/writeback.json",
     log:
         f"{RULE_LOGS}/writeback_{{run}}.log",
     localrule: True
+    params:
+        config_args=run_config_args,
     shell:
-        "{SFT} writeback {params.config_args} --manifest {input.manifest} --metrics {input.metrics}"
+        "sft writeback {params.config_args} --manifest {input.manifest} --metrics {input.metrics}"
         " --plot {input.plot} --marker {output} > {log} 2>&1"
 
 
 rule record:
     """Complete the run's artifacts/index.yaml entry with its results and record paths."""
-    output:
-        f"{MODEL_ROOT}/{{run}}/record.json",
     input:
         manifest=f"{MODEL_ROOT}/{{run}}/train_manifest.json",
         writeback=f"{MODEL_ROOT}/{{run}}/writeback.json",
-    params:
-        config_args=run_config_args,
+    output:
+        f"{MODEL_ROOT}/{{run}}/record.json",
     log:
         f"{RULE_LOGS}/record_{{run}}.log",
     localrule: True
+    params:
+        config_args=run_config_args,
     shell:
-        "{SFT} record {params.config_args} --manifest {input.manifest} --writeback {input.writeback}"
+        "sft record {params.config_args} --manifest {input.manifest} --writeback {input.writeback}"
         " --marker {output} > {log} 2>&1"

@@ -9,7 +9,7 @@ rule build_tiny_model:
         f"{RULE_LOGS}/build_tiny_model_{{name}}.log",
     localrule: True
     shell:
-        "{SFT} build-tiny-model --out artifacts/base_models/{wildcards.name} > {log} 2>&1"
+        "sft build-tiny-model --out artifacts/base_models/{wildcards.name} > {log} 2>&1"
 
 
 rule train:
@@ -18,17 +18,14 @@ rule train:
     The declared output is a small manifest, never the run directory: Snakemake deletes outputs
     before re-running a job, and checkpoints must survive an interruption.
     """
-    output:
-        manifest=f"{MODEL_ROOT}/{{run}}/train_manifest.json",
     input:
         registered=run_registration,
         data=run_data_file,
         model=run_model,
         deepspeed=run_deepspeed,
         tokenized=run_tokenized,
-    params:
-        training=training_params,
-        config_args=run_config_args,
+    output:
+        manifest=f"{MODEL_ROOT}/{{run}}/train_manifest.json",
     log:
         f"{RULE_LOGS}/train_{{run}}.log",
     threads: train_resources("threads")
@@ -39,5 +36,8 @@ rule train:
         cpus_per_task=train_resources("cpus_per_task"),
         mem_mb=train_resources("mem_mb"),
         runtime=train_resources("runtime"),
+    params:
+        training=training_params,
+        config_args=run_config_args,
     shell:
-        "{SFT} train {params.config_args} --manifest {output.manifest} > {log} 2>&1"
+        "sft train {params.config_args} --manifest {output.manifest} > {log} 2>&1"
