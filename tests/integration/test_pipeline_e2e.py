@@ -1,16 +1,19 @@
 """The whole DAG for real on CPU: 2-rank DeepSpeed ZeRO-3 training of the tiny model, then the records.
 
-One module-scoped run serves the contract checks; rerun semantics are checked against it with dry runs
-(and one real re-plot), so the suite trains this pipeline only once here.
+One module-scoped invocation trains the active profile (`base`: the bundled Claude Code job) and the
+`demo-local` variant together; the contract checks, rerun semantics (dry runs and one real re-plot)
+and the variant/compare checks all use it, so this module trains exactly twice.
 """
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 from sftpipe import run_index
 
-from tests.integration.pipeline import demo_project, planned_jobs, snakemake
+from tests.integration.pipeline import BIN, demo_project, env, planned_jobs, snakemake
 from tests.project import edit_config, load_yaml
 
 pytestmark = pytest.mark.slow
@@ -21,7 +24,7 @@ SECRET = "sftpipe-e2e-secret-7f3a9c"  # a W&B key that must never reach any file
 def finished(tmp_path_factory, tiny_model_dir):
     root = demo_project(tmp_path_factory.mktemp("e2e") / "proj", tiny_model_dir)
     config_before = (root / "config/config.yaml").read_text()
-    snakemake(root, extra_env={"WANDB_API_KEY": SECRET})
+    snakemake(root, "--config", "variants=base,demo-local", extra_env={"WANDB_API_KEY": SECRET})
     return root, config_before
 
 
@@ -35,7 +38,7 @@ def test_contract_layout(finished):
     assert (run / "checkpoint-8" / "latest").is_file()  # ZeRO-3 checkpoint with its tag
     assert (run / "checkpoint-4" / "trainer_state.json").is_file()
     assert (root / "artifacts/data/lf_data/dataset_info.json").is_file()
-    logs = list((root / "artifacts/logs").glob("demo-run_*.log"))
+    logs = list((root / "artifacts/logs").glob("demo-run_2*.log"))
     assert len(logs) == 1 and "sftpipe.lf_entry" in logs[0].read_text()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["summary"]["total_steps"] == 8
@@ -65,8 +68,10 @@ def test_writeback_touches_only_the_output_block(finished):
 
 def test_index_entry_records_the_run(finished):
     root, _ = finished
-    (entry,) = run_index.read_entries(root / "artifacts/index.yaml")
-    assert entry["status"] == "completed" and entry["exit_code"] == 0
+    entries = run_index.read_entries(root / "artifacts/index.yaml")
+    assert sorted(e["run_dir"] for e in entries) == ["artifacts/model/demo-local-run", "artifacts/model/demo-run"]
+    (entry,) = [e for e in entries if e["run_dir"] == "artifacts/model/demo-run"]
+    assert entry["status"] == "completed" and entry["exit_code"] == 0 and entry["variant"] is None
     assert entry["run_dir"] == "artifacts/model/demo-run"
     assert entry["started_at"].endswith("Z") and entry["completed_at"].endswith("Z")
     assert entry["checkpoint_path"].rstrip("/") == "artifacts/model/demo-run/checkpoint-8"
@@ -152,3 +157,20 @@ def test_wandb_offline_run_id_is_written_back_and_the_key_never_written(finished
     assert run_id and any((root / "artifacts/model/demo-run/wandb").glob(f"offline-run-*-{run_id}"))
     leaked = [p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and SECRET.encode() in p.read_bytes()]
     assert leaked == []
+
+
+def test_two_variants_trained_in_one_invocation_and_compared(finished):
+    root, _ = finished
+    # The variant's results went to its own output file; config.yaml holds only base's output block.
+    variant_out = load_yaml(root / "config/variants/demo-local.output.yaml")["runtime_info"]["output"]
+    assert variant_out["checkpoint_path"] == "artifacts/model/demo-local-run/checkpoint-8/"
+    assert load_yaml(root / "config/config.yaml")["runtime_info"]["output"]["run_dir"] == "artifacts/model/demo-run/"
+    proc = subprocess.run([str(BIN / "sft"), "compare", "demo-run", "demo-local-run", "--json"], cwd=root, env=env(),
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert [r["run_dir"].rstrip("/").rsplit("/", 1)[-1] for r in result["runs"]] == ["demo-run", "demo-local-run"]
+    diffs = result["config_differences"]  # dotted key -> value per run
+    assert diffs["runtime_info.input.training.template"] == ["qwen3", "qwen3_nothink"]
+    assert diffs["runtime_info.input.conversion.data_name"] == ["demo_claude_code", "demo_local"]
+    assert Path(result["plot"]).is_file()
