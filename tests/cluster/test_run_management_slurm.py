@@ -7,10 +7,10 @@ import subprocess
 import time
 
 import pytest
-
 from sftpipe import run_index, run_status, slurm_env
 from sftpipe.cli import main
 from sftpipe.records import Heartbeat
+
 from tests.unit.run_files import add_entry, write_run_record
 
 pytestmark = pytest.mark.cluster

@@ -33,6 +33,7 @@ rule train:
         nodes=train_resources("nodes"),
         gres=train_resources("gres"),
         tasks_per_gpu=train_resources("tasks_per_gpu"),
+        tasks=train_resources("tasks"),
         cpus_per_task=train_resources("cpus_per_task"),
         mem_mb=train_resources("mem_mb"),
         runtime=train_resources("runtime"),

@@ -129,11 +129,12 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .launch import RunDirError, train
+    from .slurm_env import SlurmEnvError
 
     cfg = load_from_args(args)
     try:
         return train(cfg, args.manifest)
-    except RunDirError as exc:
+    except (RunDirError, SlurmEnvError) as exc:  # the run cannot start here: say why, no traceback
         return _fail(exc)
 
 

@@ -236,13 +236,16 @@ def _archive_stale(path: Path, stamp: str) -> None:
         path.rename(path.with_name(f"{path.stem}.{stamp}{path.suffix}"))
 
 
-def _start_time_limit_guard(cfg: RunConfig, job: slurm_launch.SlurmJob,
-                            stop_file: Path) -> slurm_launch.TimeLimitGuard:
+def _start_time_limit_guard(cfg: RunConfig, job: slurm_launch.SlurmJob, stop_file: Path,
+                            console_log: Path) -> slurm_launch.TimeLimitGuard:
     """Stop file with reason `timeout` stop_before_limit_minutes before SLURM's end of the job."""
     margin_s = float(cfg.infrastructure["stop_before_limit_minutes"]) * 60
 
     def on_limit(left: float) -> None:
-        print(f"[sft] {left:.0f}s left in SLURM job {job.job_id}: checkpointing and stopping (timeout)", flush=True)
+        note = f"[sft] {left:.0f}s left in SLURM job {job.job_id}: checkpointing and stopping (timeout)"
+        print(note, flush=True)
+        with open(console_log, "a") as log:
+            log.write(note + "\n")
         request_stop(stop_file, "timeout", f"{left:.0f}s before the time limit of SLURM job {job.job_id}")
 
     return slurm_launch.TimeLimitGuard(job.job_id, margin_s, on_limit).start()
@@ -334,7 +337,7 @@ def train(cfg: RunConfig, manifest: Path, index_path: Path | None = None) -> int
         for sig in SIGNAL_REASONS:
             old_handlers[sig] = signal.signal(sig, forwarder.handle)
         if job is not None:
-            guard = _start_time_limit_guard(cfg, job, stop_file)
+            guard = _start_time_limit_guard(cfg, job, stop_file, console_log)
         with records.heartbeat(run_dir, run_id=run_id):
             _tee(proc, console_log)
             exit_code = proc.wait()
@@ -346,6 +349,8 @@ def train(cfg: RunConfig, manifest: Path, index_path: Path | None = None) -> int
         if guard:
             guard.cancel()
         status = final_status(exit_code, run_dir, forwarder.reason if forwarder else None)
+        if status == "interrupted" and job and job.nnodes > 1 and not (forwarder and forwarder.reason):
+            status = "failed"  # srun --kill-on-bad-exit terminated the other nodes after one failed
         good = checkpoints.latest_complete(run_dir, bool(cfg.training.get("save_only_model")))
         results = _read_json(run_dir / "train_results.json") or {}
         fields: dict[str, Any] = {"status": status, "exit_code": exit_code,

@@ -173,6 +173,9 @@ def train_resources(cfg: RunConfig) -> dict[str, Any]:
         "nodes": infra["n_nodes"],
         "gres": f"gpu:{gpus}" if gpus else "",
         "tasks_per_gpu": 0,
+        # Without GPUs the plugin sends --ntasks=<tasks> (default 1), and SLURM shrinks --nodes=K to one
+        # node for a single task: one task per node (GPU jobs ignore it: tasks_per_gpu is set).
+        "tasks": infra["n_nodes"],
         "cpus_per_task": infra["cpus_per_node"],
         "mem_mb": infra["mem_mb_per_node"] * infra["n_nodes"],
         "runtime": infra["runtime_minutes"],

@@ -20,6 +20,7 @@ import copy
 import ipaddress
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -62,6 +63,13 @@ def current_job(cfg: RunConfig, env: Mapping[str, str] | None = None) -> SlurmJo
     """The SLURM job this launcher runs in, or None outside SLURM. Checks the node count."""
     env = os.environ if env is None else env
     if not slurm_env.in_allocation(env):
+        return None
+    if shutil.which("scontrol") is None or shutil.which("srun") is None:
+        # e.g. inside a container that inherited SLURM_JOB_ID but has no SLURM client
+        if cfg.infrastructure["n_nodes"] > 1:
+            raise slurm_env.SlurmEnvError("n_nodes > 1 needs scontrol and srun on PATH inside the SLURM job")
+        print("[sft] SLURM_JOB_ID is set but scontrol/srun are not on PATH: launching as outside SLURM "
+              "(no time-limit guard, no requeue)", flush=True)
         return None
     info = slurm_env.allocation_info(env)
     want = cfg.infrastructure["n_nodes"]
@@ -152,7 +160,8 @@ def node_exec(torchrun_cmd: Sequence[str], env: dict[str, str]) -> list[str]:
     if ifname:
         _set_interface(env, ifname, env.get(ACCELERATOR_ENV, "cuda"))
     cmd = list(torchrun_cmd)
-    at = cmd.index("-m") if "-m" in cmd else len(cmd)
+    # before the training module's -m (the last one: torchrun may itself be `python -m torch.distributed.run`)
+    at = len(cmd) - 1 - cmd[::-1].index("-m") if "-m" in cmd else len(cmd)
     cmd.insert(at, f"--node_rank={rank}")
     print(f"[sft] node {env.get('SLURMD_NODENAME', socket.gethostname())} node_rank={rank} "
           f"master={env.get('MASTER_ADDR')}:{env.get('MASTER_PORT')} "
