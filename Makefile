@@ -5,7 +5,7 @@ BIN := $(ENV)/bin
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST_ARGS ?=
 
-.PHONY: setup run dryrun dag test test-fast test-cluster bench lint clean-runs
+.PHONY: setup run dryrun dag test test-fast test-cluster test-accounting bench lint
 
 # The locked environment (uv.lock) at meta_info.environment.sft_uv; re-synced when the lock changes.
 setup: $(ENV)/.synced
@@ -28,13 +28,17 @@ dag: setup
 
 # Everything: unit, integration (real Snakemake + LLaMA-Factory + DeepSpeed on CPU), real SLURM cluster.
 test: setup
-	$(BIN)/pytest -ra $(PYTEST_ARGS)
+	$(BIN)/pytest -ra -m "not accounting" $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/pytest -ra -m "not slow and not cluster" $(PYTEST_ARGS)
 
 test-cluster: setup
-	$(BIN)/pytest -ra -m cluster $(PYTEST_ARGS)
+	$(BIN)/pytest -ra -m "cluster and not accounting" $(PYTEST_ARGS)
+
+# The profile against a cluster WITH accounting (installs MariaDB + slurmdbd; ~2 min more).
+test-accounting: setup
+	$(BIN)/pytest -ra -m accounting $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python bench/run_all.py

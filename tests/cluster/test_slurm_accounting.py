@@ -13,7 +13,9 @@ from sftpipe import slurm_env
 from .conftest import Cluster
 from .test_slurm_cluster import PROFILE, WORKFLOW
 
-pytestmark = pytest.mark.cluster
+# Opt-in (installs MariaDB + slurmdbd): `make test-accounting`. The default suite proves the profile never
+# hangs WITHOUT accounting, which is what clusters lacking slurmdbd need.
+pytestmark = [pytest.mark.cluster, pytest.mark.accounting]
 
 
 def test_profile_with_account_on_accounting_cluster(
