@@ -32,14 +32,15 @@ def check_rows(rows: list[Any]) -> dict[str, Any]:
 
     bad: dict[str, int] = {}
     examples: list[str] = []
+    n_bad = 0
     for i, row in enumerate(rows):
         problems = validate_lf_row(row) if isinstance(row, dict) else [f"row is a {type(row).__name__}"]
+        n_bad += bool(problems)
         for problem in problems:
             key = problem.split(":")[0]
             bad[key] = bad.get(key, 0) + 1
         if problems and len(examples) < 10:
             examples.append(f"row {i}: {'; '.join(problems)}")
-    n_bad = sum(1 for row in rows if not isinstance(row, dict) or validate_lf_row(row))
     return {"rows": len(rows), "invalid_rows": n_bad, "problems": bad, "examples": examples}
 
 
