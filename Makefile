@@ -4,6 +4,8 @@ ENV ?= artifacts/env/lf
 BIN := $(ENV)/bin
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST_ARGS ?=
+# Every target sees the environment's tools (sft, torchrun, llamafactory-cli) without activating it.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup run dryrun dag test test-fast test-cluster test-accounting bench lint
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 from sftpipe import run_index
@@ -125,10 +124,16 @@ def test_dag_and_multi_variant_dry_run(finished):
     root, _ = finished
     dag = snakemake(root, "--dag").stdout
     assert "digraph" in dag and "train" in dag and "tokenize" in dag
-    # The finished base run has nothing to do; the demo-local variant plans its own full chain.
-    jobs = snakemake(root, "-n", "--quiet", "rules", "--config", "variants=base,demo-local").stdout
-    assert "register" in jobs and "train" in jobs
-    assert "demo-local-run" in snakemake(root, "-n", "--config", "variants=base,demo-local").stdout
+    # Both trained runs are up to date; a new variant sharing base's data plans only its own training chain.
+    (root / "config/variants/lr-sweep.yaml").write_text(
+        "runtime_info:\n  input:\n    training:\n      learning_rate: 5.0e-4\n      output_dir: lr-sweep-run\n")
+    try:
+        assert planned_jobs(root, "--config", "variants=base,demo-local") == set()
+        jobs = planned_jobs(root, "--config", "variants=base,demo-local,lr-sweep")
+        assert jobs == {"train", "metrics", "plot", "writeback", "record"}  # data shared with base: no convert
+        assert "lr-sweep-run" in snakemake(root, "-n", "--config", "variants=base,demo-local,lr-sweep").stdout
+    finally:
+        (root / "config/variants/lr-sweep.yaml").unlink()
 
 
 def test_pretokenized_cache_is_what_training_loaded(finished):
@@ -173,4 +178,4 @@ def test_two_variants_trained_in_one_invocation_and_compared(finished):
     diffs = result["config_differences"]  # dotted key -> value per run
     assert diffs["runtime_info.input.training.template"] == ["qwen3", "qwen3_nothink"]
     assert diffs["runtime_info.input.conversion.data_name"] == ["demo_claude_code", "demo_local"]
-    assert Path(result["plot"]).is_file()
+    assert (root / result["plot"]).is_file()

@@ -301,7 +301,8 @@ def test_publish_consolidates_a_zero3_checkpoint(model_dir, tmp_path):
           "learning_rate": 1.0e-3, "logging_steps": 1, "save_steps": 2, "report_to": "none",
           "deepspeed": str(tmp_path / "ds.json"), "ddp_backend": "gloo", "preprocessing_num_workers": 1}
     (tmp_path / "z3.yaml").write_text(yaml.safe_dump(lf))
-    env = _env(tmp_path) | {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2", "DS_ACCELERATOR": "cpu"}
+    env = _env(tmp_path) | {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2", "DS_ACCELERATOR": "cpu",
+                            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}  # torchrun
     result = subprocess.run([str(LF_CLI), "train", str(tmp_path / "z3.yaml")], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:]
