@@ -119,6 +119,14 @@ def test_slurm_state_decides_for_slurm_runs(root):
     assert run_status.derive_status(ref, slurm_state="oom").status == "crashed"
 
 
+def test_status_of_a_slurm_run_names_its_job_and_nodes(root):
+    run = root / "artifacts/model/slurm2"
+    rid = add_entry(root, run, status="running", slurm_job_id="77", slurm_nodes="node1,node2")
+    report = run_status.run_report(run_status.resolve_run(root, rid), slurm_state="queued")
+    assert report["slurm_nodes"] == "node1,node2" and report["status"] == "queued"
+    assert "slurm      job 77 queued on node1,node2" in run_status.format_report(report)
+
+
 def test_terminal_entries_are_reported_as_recorded(root):
     run = root / "artifacts/model/done"
     rid = add_entry(root, run, status="completed", final_loss=1.5)

@@ -272,6 +272,10 @@ def derive_status(ref: RunRef, now: float | None = None, stale_after_s: float = 
                 evidence["slurm_error"] = str(exc)
                 state = None
         evidence["slurm_state"] = state
+        if state == "running" and slurm_state is None:  # live cluster: how long SLURM still gives it
+            from .slurm_launch import time_left_s
+
+            evidence["slurm_time_left_s"] = time_left_s(str(job))
         if state == "queued":
             return Derived("queued", recorded, f"SLURM job {job} is pending", evidence)
         if state is not None and state not in ("running",):
@@ -314,7 +318,8 @@ def run_report(ref: RunRef, **kw: Any) -> dict[str, Any]:
            "completed_at": entry.get("completed_at"), **asdict(derived),
            "progress": progress(ref.run_dir), "final_loss": entry.get("final_loss"),
            "checkpoint_path": entry.get("checkpoint_path"), "log": entry.get("log"),
-           "slurm_job_id": entry.get("slurm_job_id"), "error": entry.get("error")}
+           "slurm_job_id": entry.get("slurm_job_id"), "slurm_nodes": entry.get("slurm_nodes"),
+           "error": entry.get("error")}
     return out
 
 
@@ -385,6 +390,11 @@ def format_report(rep: dict[str, Any]) -> str:
         lines.append(f"final loss {_fmt(rep['final_loss'])}")
     if rep.get("log"):
         lines.append(f"log        {rep['log']}")
+    if rep.get("slurm_job_id"):
+        ev = rep.get("evidence") or {}
+        left = ev.get("slurm_time_left_s")
+        lines.append(f"slurm      job {rep['slurm_job_id']} {ev.get('slurm_state') or '-'} on "
+                     f"{rep.get('slurm_nodes') or '-'}" + (f", {left / 60:.0f} min left" if left else ""))
     if rep.get("error"):
         lines.append("error      " + str(rep["error"]).replace("\n", "\n           "))
     lines += [f"warning: {w}" for w in p["warnings"]]
