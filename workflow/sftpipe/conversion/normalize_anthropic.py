@@ -23,7 +23,7 @@ from typing import Any
 from .model import Message, ToolCall
 from .normalize_common import (
     NormContext,
-    decode_arguments,
+    build_tool_call,
     looks_like_error,
     order_results,
     text_of_parts,
@@ -87,15 +87,8 @@ def assistant_blocks(content: Any, index: int, ctx: NormContext) -> Message:
                 ctx.issues.add("bad_tool_calls", "tool_use without name")
                 ctx.cut(index)
                 continue
-            arguments = decode_arguments(block.get("input"), name, ctx)
-            if arguments is None:
-                ctx.cut(index)
-                arguments = {}
-            call_id = block.get("id")
-            if not isinstance(call_id, str) or not call_id:
-                ctx.issues.add("tool_call_without_id", name)
-                call_id = f"toolu_{index}_{len(calls)}"
-            calls.append(ToolCall(id=call_id, name=name, arguments=arguments))
+            calls.append(build_tool_call(name, block.get("input"), block.get("id"), f"toolu_{index}_{len(calls)}",
+                                         ctx, index))
         else:
             ctx.issues.add("unknown_block_type", f"assistant block {kind!r}")
     return Message(

@@ -46,6 +46,21 @@ class NormContext:
             self.cut_at = index
 
 
+def build_tool_call(name: str, raw_arguments: Any, raw_id: Any, fallback_id: str, ctx: NormContext,
+                    index: int, count_missing_id: bool = True) -> ToolCall:
+    """One canonical call: arguments decoded (undecodable → the conversation is cut at this turn and
+    the call kept with {} for the record), and an id (a missing one is counted and replaced)."""
+    arguments = decode_arguments(raw_arguments, name, ctx)
+    if arguments is None:
+        ctx.cut(index)
+        arguments = {}
+    if not isinstance(raw_id, str) or not raw_id:
+        if count_missing_id:
+            ctx.issues.add("tool_call_without_id", name)
+        raw_id = fallback_id
+    return ToolCall(id=raw_id, name=name, arguments=arguments)
+
+
 def decode_arguments(raw: Any, name: str, ctx: NormContext) -> dict[str, Any] | None:
     """Tool-call arguments as an object, or None (counted) when they are not a JSON object."""
     if isinstance(raw, dict):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .model import Message, ToolCall
-from .normalize_common import NormContext, decode_arguments, looks_like_error, order_results, text_of_parts
+from .normalize_common import NormContext, build_tool_call, looks_like_error, order_results, text_of_parts
 
 
 def reasoning_of(message: dict[str, Any], ctx: NormContext) -> str:
@@ -41,15 +41,7 @@ def assistant_message(message: dict[str, Any], index: int, ctx: NormContext) -> 
             ctx.cut(index)
             continue
         name = function["name"]
-        arguments = decode_arguments(function.get("arguments"), name, ctx)
-        if arguments is None:
-            ctx.cut(index)
-            arguments = {}
-        call_id = raw.get("id")
-        if not isinstance(call_id, str) or not call_id:
-            ctx.issues.add("tool_call_without_id", name)
-            call_id = f"call_{index}_{n}"
-        calls.append(ToolCall(id=call_id, name=name, arguments=arguments))
+        calls.append(build_tool_call(name, function.get("arguments"), raw.get("id"), f"call_{index}_{n}", ctx, index))
     return Message(
         role="assistant",
         content=text_of_parts(message.get("content"), ctx, "assistant content"),
