@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from claude_code_job import build_job, write_job_result
 
 # The naive comparator normalises exactly as the reader does before comparing.
-from sftpipe.conversion.history_keys import clean_for_linking
-from sftpipe.conversion.issues import IssueLog
-from sftpipe.conversion.read_trial import read_proxy_conversations
+from sftpipe.data.conversion.history_keys import clean_for_linking
+from sftpipe.data.conversion.issues import IssueLog
+from sftpipe.data.conversion.read_trial import read_proxy_conversations
 
 
 def _cpu() -> float:
@@ -106,7 +106,7 @@ def _peak_rss_kb() -> int:
 
 def _convert_in_child(job: str, out: str, workers: int, warm_job: str) -> dict[str, Any]:
     """Runs in a fresh process: convert the job and report CPU, wall and peak RSS."""
-    from sftpipe.conversion.convert import ConversionOptions, convert_job
+    from sftpipe.data.conversion.convert import ConversionOptions, convert_job
 
     convert_job(Path(warm_job), Path(out) / "warm", "warm", ConversionOptions(workers=1))  # imports, caches
     base_kb = _peak_rss_kb()

@@ -62,7 +62,7 @@ def tokens_per_second(run_dir: Path) -> float | None:
 
 def bench_overhead(base: Path, model: Path) -> dict[str, float]:
     from sftpipe import config as sc
-    from sftpipe import lf_config
+    from sftpipe.lf import render as lf_config
 
     root = project(base, "pipeline", model)
     snake = timed([str(BIN / "snakemake"), "--profile", "profiles/default", "--cores", "2"], root)
@@ -112,7 +112,7 @@ def main() -> int:
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--max-steps", type=int, default=8)
     args = parser.parse_args()
-    from sftpipe.tiny_model import build_tiny_model
+    from sftpipe.data.tiny_model import build_tiny_model
 
     HARDWARE.update(infrastructure={"accelerator": args.accelerator, "n_gpus_per_node": args.gpus},
                     training={"bf16": args.bf16, "max_steps": args.max_steps,

@@ -15,7 +15,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Treat it as read-only (copy it before changing anything): every test in the session shares it.
     """
-    from sftpipe.tiny_model import build_tiny_model
+    from sftpipe.data.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model") / "qwen3-tiny", preset="tiny", seed=0)
 

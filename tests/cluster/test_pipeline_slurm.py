@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sftpipe import run_index, slurm_env, slurm_launch
+from sftpipe.runs import index as run_index
+from sftpipe.slurm import env as slurm_env
+from sftpipe.slurm import launch as slurm_launch
 from sftpipe.config import RunConfig
 from sftpipe.config import load as load_config
-from sftpipe.launch import RunDirError, prepare_run_dir
+from sftpipe.training.train import RunDirError, prepare_run_dir
 
 from tests.integration.pipeline import demo_project
 from tests.integration.pipeline import env as pipeline_env

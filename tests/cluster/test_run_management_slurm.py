@@ -7,11 +7,13 @@ import subprocess
 import time
 
 import pytest
-from sftpipe import run_index, run_status, slurm_env
+from sftpipe.runs import index as run_index
+from sftpipe.runs import status as run_status
+from sftpipe.slurm import env as slurm_env
 from sftpipe.cli import main
-from sftpipe.records import Heartbeat
+from sftpipe.runs.provenance import Heartbeat
 
-from tests.unit.run_files import add_entry, write_run_record
+from tests.unit.runs.run_files import add_entry, write_run_record
 
 pytestmark = pytest.mark.cluster
 

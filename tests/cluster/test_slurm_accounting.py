@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from sftpipe import slurm_env
+from sftpipe.slurm import env as slurm_env
 
 from .conftest import Cluster
 from .test_slurm_cluster import PROFILE, WORKFLOW

@@ -1,4 +1,4 @@
-"""The SLURM executor plugin and sftpipe.slurm_env on a real 2-node SLURM cluster.
+"""The SLURM executor plugin and sftpipe.slurm.env on a real 2-node SLURM cluster.
 
 Run: `pytest -m cluster tests/cluster -s` as root (about 3 minutes on 2 busy cores; the torch
 all_reduce across nodes is most of it).
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sftpipe import slurm_env
+from sftpipe.slurm import env as slurm_env
 
 from .conftest import Cluster
 
@@ -234,7 +234,7 @@ def test_successful_logs_deleted(workflow_run: WorkflowRun) -> None:
     assert "command=squeue" in workflow_run.log  # status queries never touch sacct
 
 
-# --- sftpipe.slurm_env against the real controller -----------------------------------------------
+# --- sftpipe.slurm.env against the real controller -----------------------------------------------
 
 
 def test_expand_hostlist_matches_scontrol(slurm_cluster: Cluster) -> None:

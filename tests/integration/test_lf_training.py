@@ -1,4 +1,4 @@
-"""Real LLaMA-Factory full SFT on CPU: 2 ranks, DeepSpeed ZeRO-3, through sftpipe.lf_entry.
+"""Real LLaMA-Factory full SFT on CPU: 2 ranks, DeepSpeed ZeRO-3, through sftpipe.training.lf_entry.
 
 One training run is stopped with SIGTERM sent to the torchrun process group mid-training; it must
 leave a complete checkpoint and stop_reason.json. The same command is then re-run: it resumes from
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sftpipe.lf_entry import STOP_EXIT_CODE
+from sftpipe.training.lf_entry import STOP_EXIT_CODE
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def _free_port() -> int:
 
 def _torchrun(cfg: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
     cmd = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2",
-           "--master_port", str(_free_port()), "-m", "sftpipe.lf_entry", str(cfg)]
+           "--master_port", str(_free_port()), "-m", "sftpipe.training.lf_entry", str(cfg)]
     with open(log, "wb") as fh:  # child keeps its own copy of the descriptor
         return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cfg.parent,
                                 start_new_session=True)  # own process group, like a launcher

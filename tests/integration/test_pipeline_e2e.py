@@ -10,7 +10,7 @@ import json
 import subprocess
 
 import pytest
-from sftpipe import run_index
+from sftpipe.runs import index as run_index
 
 from tests.integration.pipeline import BIN, demo_project, env, planned_jobs, snakemake
 from tests.project import edit_config, load_yaml
@@ -38,7 +38,7 @@ def test_contract_layout(finished):
     assert (run / "checkpoint-4" / "trainer_state.json").is_file()
     assert (root / "artifacts/data/lf_data/dataset_info.json").is_file()
     logs = list((root / "artifacts/logs").glob("demo-run_2*.log"))
-    assert len(logs) == 1 and "sftpipe.lf_entry" in logs[0].read_text()
+    assert len(logs) == 1 and "sftpipe.training.lf_entry" in logs[0].read_text()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["summary"]["total_steps"] == 8
     assert [row["step"] for row in metrics["series"] if row.get("loss") is not None] == list(range(1, 9))

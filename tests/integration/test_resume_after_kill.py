@@ -11,7 +11,8 @@ import subprocess
 import time
 
 import pytest
-from sftpipe import checkpoints, run_index
+from sftpipe.runs import checkpoints
+from sftpipe.runs import index as run_index
 
 from tests.integration.pipeline import BIN, demo_project, env, snakemake
 from tests.project import load_yaml

@@ -20,10 +20,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sftpipe import best_checkpoint, compare, lf_config, publish, records, run_index, run_status
+from sftpipe.runs import best as best_checkpoint
+from sftpipe.report import compare
+from sftpipe.lf import render as lf_config
+from sftpipe.report import publish
+from sftpipe.runs import provenance as records
+from sftpipe.runs import index as run_index
+from sftpipe.runs import status as run_status
 from sftpipe import config as sc
 from sftpipe.cli import main
-from sftpipe.registration import register
+from sftpipe.data.registration import register
 
 from tests.project import edit_config, make_project
 
@@ -46,7 +52,7 @@ def model_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     try:  # the session-wide tiny model of tests/conftest.py, when it is there
         return Path(request.getfixturevalue("tiny_model_dir"))
     except pytest.FixtureLookupError:
-        from sftpipe.tiny_model import build_tiny_model
+        from sftpipe.data.tiny_model import build_tiny_model
 
         return build_tiny_model(tmp_path_factory.mktemp("tiny_model") / "tiny")
 

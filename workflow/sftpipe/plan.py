@@ -12,17 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import (
-    LF_DATA_DIR,
-    MODEL_ROOT,
-    VARIANTS_DIR,
-    ConfigError,
-    RunConfig,
-    is_buildable_demo_model,
-    resolve,
-    stable_hash,
-)
-from .lf_config import render
+from sftpipe.config import LF_DATA_DIR, MODEL_ROOT, VARIANTS_DIR, ConfigError, RunConfig, is_buildable_demo_model, resolve, stable_hash
+from sftpipe.lf.render import render
 
 BASE = "base"  # the active profile's name in `--config variants=base,lr5`
 TOKENIZED_DIR = Path("artifacts/data/tokenized")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs once per node (started by `python -m sftpipe.slurm_env run-on-nodes`): report what the task
+# Runs once per node (started by `python -m sftpipe.slurm.env run-on-nodes`): report what the task
 # sees, then start this node's torchrun.   node_task.sh TORCHRUN SCRIPT
 set -euo pipefail
 echo "TASK node=$SLURMD_NODENAME rank=$NODE_RANK nodeid=${SLURM_NODEID-unset}" \

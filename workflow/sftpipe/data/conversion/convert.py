@@ -1,0 +1,309 @@
+"""Harbor job -> `<data_name>` IM + LF files, stats and report (the `harbor_job` conversion stage).
+
+Trials are read in a process pool (one trial per task, so a worker's peak memory is bounded by
+the largest trial); results come back in the deterministic conversion order of `harbor_job`
+(sha256 of the instance id, then trial name; each trial's conversations in reader order) and are
+streamed to temporary files that replace the outputs atomically at the end. Nothing is written
+outside `out_dir`:
+
+    out_dir/lf_data/<data_name>.json      LF sharegpt rows (JSON array)
+    out_dir/<data_name>.im.jsonl           IM records, line i <-> LF row i
+    out_dir/<data_name>.stats.json         distributions over the written rows
+    out_dir/<data_name>.report.json/.txt   every trial and every dropped row accounted for
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import traceback
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sftpipe.util.fs import atomic_write_text
+from sftpipe.data.conversion.harbor_job import ExceptionPolicy, Selection, TrialRecord, load_excluded_repos, scan_job
+from sftpipe.data.conversion.im_format import im_record
+from sftpipe.data.conversion.lf_format import Reasoning, ToolErrorPolicy, conversation_to_lf_row, validate_lf_row
+from sftpipe.data.conversion.report import Report, TrialEntry
+from sftpipe.data.conversion.scoring import score_conversation
+from sftpipe.data.conversion.stats import RowSummary, build_stats
+from sftpipe.data.conversion.tool_errors import is_error_result
+
+OverCutoff = Literal["drop", "keep"]
+# Reader issue codes that explain why a trial yielded no conversation at all, most specific first.
+_NO_CONVERSATION_REASONS = ("all_calls_failed", "empty_log", "unreadable_log", "no_trajectory", "reader_error")
+
+
+@dataclass
+class ConversionOptions:
+    scaffold: str = "auto"
+    """Scaffold key (claude-code | open-code | openhands-sdk | terminus2) or "auto": per trial from its agent name."""
+    selection: Selection = "resolved"
+    """resolved (reward >= 1.0) | unresolved (a reward below 1.0) | all (any trial with a reward)."""
+    exception_policy: ExceptionPolicy = "keep_if_rewarded"
+    """Trials with exception_info AND a reward: keep_if_rewarded (the verifier judged them) | drop."""
+    max_instances: int = 0
+    """> 0: keep the first N instances (conversion order) that yield rows; 0: all."""
+    max_trials_per_instance: int = 0
+    """> 0: at most this many trials (with rows) per instance; 0: every selected trial."""
+    exclude_repos_file: str = ""
+    """owner/repo list (`#` comments, case-insensitive) whose instances are skipped; "" disables."""
+    keep_subagents: bool = True
+    """Write sub-agent conversations (tagged _agent_type=subagent) as samples too."""
+    min_score: float = 0.0
+    """Drop main-agent rows whose composite quality score is below this (sub-agents are not scored)."""
+    reasoning: Reasoning = "keep"
+    """keep: reasoning as a "<think>\\n...\\n</think>\\n\\n" prefix (train with template qwen3) | drop."""
+    tool_error_policy: ToolErrorPolicy = "keep"
+    """keep failed calls and their errors | drop them together with the assistant turn that made them."""
+    over_cutoff: OverCutoff = "drop"
+    """Rows longer than cutoff_len tokens: drop (counted) | keep (LF truncates them; counted in stats)."""
+    cutoff_len: int = 131072
+    """Token limit matching training.cutoff_len."""
+    tokenizer_path: str = ""
+    """Tokenizer dir/name for token lengths; "" skips measuring (and the over_cutoff policy)."""
+    template: str = "qwen3_nothink"
+    """LF template used for measuring (training.template)."""
+    enable_thinking: bool | None = True
+    """LF data arg for reasoning templates, as in training (affects the measured length only)."""
+    workers: int = 0
+    """Worker processes; 0 = all cores; 1 = in-process (no pool)."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "selection": (self.selection, ("resolved", "unresolved", "all")),
+            "exception_policy": (self.exception_policy, ("keep_if_rewarded", "drop")),
+            "reasoning": (self.reasoning, ("keep", "drop")),
+            "tool_error_policy": (self.tool_error_policy, ("keep", "drop")),
+            "over_cutoff": (self.over_cutoff, ("drop", "keep")),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r}: expected one of {allowed}")
+        for name in ("max_instances", "max_trials_per_instance", "workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.cutoff_len <= 0:
+            raise ValueError("cutoff_len must be > 0")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ValueError("min_score must be within [0, 1]")
+
+
+@dataclass
+class _Row:
+    im: dict[str, Any]
+    lf: dict[str, Any]
+    summary: RowSummary
+
+
+@dataclass
+class _TrialOutcome:
+    """What a worker sends back for one trial."""
+
+    trial_name: str
+    rows: list[_Row] = field(default_factory=list)
+    rows_dropped: dict[str, int] = field(default_factory=dict)
+    issues: list[tuple[str, int, str]] = field(default_factory=list)  # (code, count, detail)
+    skip_reason: str | None = None
+    skip_detail: str = ""
+    format_changes: dict[str, int] = field(default_factory=dict)
+
+
+def output_paths(out_dir: Path, data_name: str) -> dict[str, Path]:
+    return {
+        "lf": out_dir / "lf_data" / f"{data_name}.json",
+        "im": out_dir / f"{data_name}.im.jsonl",
+        "stats": out_dir / f"{data_name}.stats.json",
+        "report": out_dir / f"{data_name}.report.json",
+        "report_txt": out_dir / f"{data_name}.report.txt",
+    }
+
+
+def _convert_trial(rec: TrialRecord, opts: ConversionOptions) -> _TrialOutcome:
+    """Read one trial and turn its conversations into rows; never raises."""
+    out = _TrialOutcome(trial_name=rec.trial_name)
+    try:
+        from sftpipe.data.conversion.read_trial import read_trial  # part of the reader package; imported where it runs
+
+        assert rec.scaffold is not None
+        conversations, issues = read_trial(rec.trial_dir, rec.scaffold)
+        out.issues = [(i.code, i.count, i.detail) for i in issues]
+        if not conversations:
+            codes = {i.code for i in issues}
+            out.skip_reason = next((c for c in _NO_CONVERSATION_REASONS if c in codes), "no_trajectory")
+            out.skip_detail = next((i.detail for i in issues if i.code == out.skip_reason), "") or (
+                "reader issues: " + ", ".join(sorted(codes)) if codes else "")
+            return out
+        counter = None
+        if opts.tokenizer_path:
+            from sftpipe.data.conversion.token_lengths import token_counter
+
+            counter = token_counter(opts.tokenizer_path, opts.template, opts.enable_thinking)
+        dropped: Counter[str] = Counter()
+        changes: Counter[str] = Counter()
+        details: list[str] = []
+        for conv in conversations:
+            if conv.agent_type == "subagent" and not opts.keep_subagents:
+                dropped["subagent_excluded"] += 1
+                continue
+            conversion = conversation_to_lf_row(conv, opts.reasoning, opts.tool_error_policy)
+            changes["trimmed_trailing_turns"] += conversion.trimmed_trailing_turns
+            changes["dropped_error_turns"] += conversion.dropped_error_turns
+            problems = conversion.problems if conversion.row is None else validate_lf_row(conversion.row)
+            if problems or conversion.row is None:
+                dropped["invalid_structure"] += 1
+                details.append("invalid_structure: " + "; ".join(problems[:3]))
+                continue
+            score = score_conversation(conv) if conv.agent_type == "main" else None
+            if score is not None and score.composite < opts.min_score:
+                dropped["below_min_score"] += 1
+                continue
+            tokens = counter.count(conversion.row) if counter is not None else None
+            if tokens is not None and tokens > opts.cutoff_len and opts.over_cutoff == "drop":
+                dropped["over_length"] += 1
+                details.append(f"over_length: {tokens} tokens > {opts.cutoff_len}")
+                continue
+            results = [m for m in conv.messages if m.role == "tool"]
+            summary = RowSummary(
+                scaffold=rec.scaffold,
+                agent_type=conv.agent_type,
+                assistant_turns=sum(t["from"] in ("gpt", "function_call") for t in conversion.row["conversations"]),
+                tool_calls=sum(len(m.tool_calls) for m in conv.messages if m.role == "assistant"),
+                tool_errors=sum(is_error_result(m) for m in results),
+                tokens=tokens,
+                score=score.composite if score is not None else None,
+            )
+            im = im_record(conv, instance_id=rec.instance_id or "", trial_name=rec.trial_name,
+                           scaffold=rec.scaffold, score=score.to_dict() if score else None,
+                           instance_metadata=rec.metadata)
+            out.rows.append(_Row(im=im, lf=conversion.row, summary=summary))
+        out.rows_dropped = dict(dropped)
+        out.format_changes = {k: v for k, v in changes.items() if v}
+        if not out.rows:
+            out.skip_reason = min(dropped.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+            out.skip_detail = details[0] if details else ""
+    except Exception as exc:  # noqa: BLE001 - a reader/formatter bug must not sink the whole job: counted per trial
+        out.rows, out.rows_dropped = [], {}
+        out.skip_reason = "conversion_error"
+        out.skip_detail = f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=-1).strip()[-400:]}"
+    return out
+
+
+def _convert_trial_star(args: tuple[TrialRecord, ConversionOptions]) -> _TrialOutcome:
+    return _convert_trial(*args)
+
+
+def _outcomes(records: list[TrialRecord], opts: ConversionOptions) -> Iterator[_TrialOutcome]:
+    """Outcomes in the order of `records`; a pool when there is more than one worker and trial."""
+    workers = opts.workers or os.cpu_count() or 1
+    workers = min(workers, len(records))
+    if workers <= 1:
+        for rec in records:
+            yield _convert_trial(rec, opts)
+        return
+    # spawn: workers must not inherit the parent's threads (tokenizers, torch) through fork.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(_convert_trial_star, [(r, opts) for r in records], chunksize=1)
+
+
+class _AtomicWriter:
+    """Writes to `<path>.tmp` and renames over `path` on commit; removes the temp file otherwise."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed by commit/abort
+
+    def commit(self) -> None:
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _entry(rec: TrialRecord, status: str, detail: str) -> TrialEntry:
+    return TrialEntry(trial_name=rec.trial_name, status=status, detail=detail, instance_id=rec.instance_id,
+                      scaffold=rec.scaffold, reward=rec.reward, reward_source=rec.reward_source,
+                      exception_type=rec.exception_type)
+
+
+def convert_job(job_dir: Path, out_dir: Path, data_name: str, options: ConversionOptions | None = None) -> Report:
+    opts = options or ConversionOptions()
+    job_dir, out_dir = Path(job_dir), Path(out_dir)
+    if not data_name or "/" in data_name or "\\" in data_name or data_name.startswith("."):
+        raise ValueError(f"data_name {data_name!r} must be a plain file name")
+    if not job_dir.is_dir():
+        raise FileNotFoundError(f"job dir {job_dir} does not exist")
+    excluded = load_excluded_repos(opts.exclude_repos_file)
+    records, job = scan_job(job_dir, opts.scaffold, opts.selection, opts.exception_policy, excluded)
+    paths = output_paths(out_dir, data_name)
+    report = Report(job_dir=str(job_dir), data_name=data_name, options=asdict(opts),
+                    outputs={k: str(v) for k, v in paths.items()}, job_finished=job.finished,
+                    job_problem=job.problem, tokens_measured=bool(opts.tokenizer_path))
+    selectable = [r for r in records if r.skip_reason is None]
+    report.trials.extend(_entry(r, r.skip_reason or "", r.skip_detail) for r in records if r.skip_reason)
+
+    lf_out, im_out = _AtomicWriter(paths["lf"]), _AtomicWriter(paths["im"])
+    summaries: list[RowSummary] = []
+    changes: Counter[str] = Counter()
+    trials_per_instance: Counter[str] = Counter()
+    outcomes = _outcomes(selectable, opts)
+    try:
+        lf_out.fh.write("[")
+        done = 0
+        for outcome in outcomes:
+            rec = selectable[done]
+            done += 1
+            entry = _entry(rec, outcome.skip_reason or "kept", outcome.skip_detail)
+            entry.rows_dropped = dict(outcome.rows_dropped)
+            for code, count, detail in outcome.issues:
+                entry.reader_issues[code] = entry.reader_issues.get(code, 0) + count
+                report.add_reader_issue(code, count, detail)
+            changes.update(outcome.format_changes)
+            instance = rec.instance_id or ""
+            if outcome.rows:
+                full = opts.max_instances and len(trials_per_instance) >= opts.max_instances
+                if instance not in trials_per_instance and full:
+                    # Every later trial belongs to a later instance (order is by instance): stop reading.
+                    entry.status, entry.detail, entry.rows_dropped = "over_max_instances", "", {}
+                    report.trials.append(entry)
+                    report.trials.extend(_entry(r, "over_max_instances", "not read")
+                                         for r in selectable[done:])
+                    break
+                if opts.max_trials_per_instance and trials_per_instance[instance] >= opts.max_trials_per_instance:
+                    entry.status, entry.rows_dropped = "over_max_trials_per_instance", {}
+                    report.trials.append(entry)
+                    continue
+                trials_per_instance[instance] += 1
+                for row in outcome.rows:
+                    lf_out.fh.write(("\n" if report.rows_written == 0 else ",\n")
+                                    + json.dumps(row.lf, ensure_ascii=False))
+                    im_out.fh.write(json.dumps(row.im, ensure_ascii=False) + "\n")
+                    summaries.append(row.summary)
+                    report.rows_written += 1
+                entry.rows_written = len(outcome.rows)
+            report.trials.append(entry)
+        lf_out.fh.write("\n]\n")
+        report.instances_written = len(trials_per_instance)
+        report.check()  # before the outputs replace earlier ones
+    except BaseException:
+        lf_out.abort()
+        im_out.abort()
+        raise
+    finally:
+        outcomes.close()  # stops the pool when max_instances ended the loop early
+    lf_out.commit()
+    im_out.commit()
+
+    report.format_changes = dict(sorted(changes.items()))
+    stats = build_stats(summaries, opts.cutoff_len, tokens_measured=bool(opts.tokenizer_path))
+    atomic_write_text(paths["stats"], json.dumps(stats, indent=2) + "\n")
+    atomic_write_text(paths["report"], report.to_json())
+    atomic_write_text(paths["report_txt"], report.to_text())
+    return report

@@ -1,0 +1,128 @@
+"""Training-curve figure of one run: loss (raw + smoothed + eval points) over learning rate."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from sftpipe.runs.metrics import MetricsError, extract_metrics
+
+DEFAULT_PNG = "training_loss.png"
+
+
+def ema(values: list[float], weight: float) -> list[float]:
+    """Debiased exponential moving average (TensorBoard's smoothing): early points are not pulled to 0."""
+    out: list[float] = []
+    avg, norm = 0.0, 0.0
+    for v in values:
+        avg = weight * avg + (1 - weight) * v
+        norm = weight * norm + (1 - weight)
+        out.append(avg / norm)
+    return out
+
+
+def smoothing_weight(n_points: int) -> float:
+    """Heavier smoothing for longer runs: ~n/10 points of memory, between 0 and 0.95."""
+    span = n_points / 10
+    return 0.0 if span <= 1 else min(0.95, 1 - 2 / (span + 1))
+
+
+def _points(series: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    pts = [(r["step"], float(r[key])) for r in series
+           if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def plot_training(metrics: dict[str, Any], out_png: Path, title: str) -> Path:
+    """Write the figure; works for 1-point runs, runs without eval and runs without any loss yet."""
+    import matplotlib  # imported here: every `sft` command loads this module, few of them plot
+
+    matplotlib.use("Agg")  # headless: rules and CI have no display
+    import matplotlib.pyplot as plt
+
+    series = metrics.get("series", [])
+    summary = metrics.get("summary", {})
+    steps, losses = _points(series, "loss")
+    eval_steps, eval_losses = _points(series, "eval_loss")
+    lr_steps, lrs = _points(series, "learning_rate")
+
+    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True,
+                                         gridspec_kw={"height_ratios": [3, 1]}, constrained_layout=True)
+    marker = "o" if len(steps) <= 20 else None
+    if steps:
+        weight = smoothing_weight(len(steps))  # 0 for short runs: the raw curve is drawn solid alone
+        ax_loss.plot(steps, losses, color="tab:blue", alpha=0.35 if weight else 1.0, linewidth=1,
+                     marker=marker, markersize=4, label="train loss (raw)")
+        if weight > 0:
+            ax_loss.plot(steps, ema(losses, weight), color="tab:blue", linewidth=2,
+                         label=f"train loss (EMA, weight {weight:.2f})")
+    if eval_steps:
+        ax_loss.plot(eval_steps, eval_losses, color="tab:orange", marker="D", markersize=5, linewidth=1.2,
+                     label="eval loss")
+    if not steps and not eval_steps:
+        ax_loss.text(0.5, 0.5, "no loss logged yet", ha="center", va="center", transform=ax_loss.transAxes)
+    ax_loss.set_ylabel("loss")
+    ax_loss.grid(True, alpha=0.3)
+    if steps or eval_steps:
+        ax_loss.legend(loc="upper right")
+
+    notes = []
+    if summary.get("final_loss") is not None:
+        notes.append(f"final train loss {summary['final_loss']:.4f}")
+    elif summary.get("last_loss") is not None:
+        notes.append(f"last loss {summary['last_loss']:.4f}")
+    if summary.get("best_eval_loss") is not None:
+        notes.append(f"best eval {summary['best_eval_loss']:.4f} @ step {summary['best_eval_step']}")
+    if summary.get("total_steps") is not None:
+        progress = f"step {summary['total_steps']}"
+        if summary.get("max_steps"):
+            progress += f"/{summary['max_steps']}"
+        notes.append(progress + ("" if summary.get("finished", True) else " (running or unfinished)"))
+    fig.suptitle(title, fontsize=13)
+    ax_loss.set_title(" · ".join(notes), fontsize=9, color="dimgray")
+
+    if lr_steps:
+        ax_lr.plot(lr_steps, lrs, color="tab:green", linewidth=1.5, marker=marker, markersize=3)
+        ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    else:
+        ax_lr.text(0.5, 0.5, "no learning rate logged", ha="center", va="center", transform=ax_lr.transAxes)
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("optimizer step")
+    ax_lr.grid(True, alpha=0.3)
+    all_steps = steps + eval_steps + lr_steps
+    if len(set(all_steps)) == 1:  # a single step: give the axis some width
+        ax_lr.set_xlim(all_steps[0] - 1, all_steps[0] + 1)
+    ax_lr.xaxis.get_major_locator().set_params(integer=True)
+
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    try:
+        if args.metrics:
+            metrics = json.loads(args.metrics.read_text(encoding="utf-8"))
+        else:
+            metrics = extract_metrics(args.run_dir)
+    except (MetricsError, OSError, json.JSONDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    out = args.out or args.run_dir / DEFAULT_PNG
+    plot_training(metrics, out, args.title or f"Training: {args.run_dir.resolve().name}")
+    print(out)
+    return 0
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("plot", help="draw a run's loss / learning-rate curves to a PNG")
+    p.add_argument("run_dir", type=Path, help="LLaMA-Factory output_dir of the run")
+    p.add_argument("--metrics", type=Path, help="metrics.json written by `sft metrics` (default: read RUN_DIR)")
+    p.add_argument("--out", type=Path, help=f"PNG path (default RUN_DIR/{DEFAULT_PNG})")
+    p.add_argument("--title", help="figure title (default: the run directory name)")
+    p.set_defaults(func=_cmd_plot)

@@ -1,0 +1,227 @@
+"""Training entry point run under torchrun instead of `llamafactory-cli train`.
+
+    torchrun --nproc_per_node N [--nnodes ... --master_addr ... --master_port ...] \
+        -m sftpipe.training.lf_entry CONFIG.yaml [key=value ...]
+
+It calls LLaMA-Factory's own `run_exp` (same YAML, same OmegaConf `key=value` overrides as
+`llamafactory-cli train`) with extra trainer callbacks:
+
+* `StopOnRequestCallback` (always): a graceful stop. SIGTERM or SIGUSR1, or the appearance of the
+  file named by env `SFT_STOP_FILE`, makes every rank save a complete checkpoint at the next
+  optimizer-step end and stop. Rank 0 then writes `<output_dir>/stop_reason.json` (reason, signal,
+  step, checkpoint, and under `requested` the stop file's JSON content if any) and the process
+  exits with `STOP_EXIT_CODE` (75). LLaMA-Factory's end-of-run work (final model in output_dir,
+  train_results.json, loss plot) is skipped for a stopped run, so `train_results.json` still means
+  "finished". Re-running the same config resumes from the checkpoint (LF auto-resume).
+* Any classes named in env `SFT_EXTRA_CALLBACKS` ("pkg.module:Class,..."; built with no arguments).
+
+Why an all-reduce: a signal may reach only some ranks and a stop file on a shared filesystem may
+become visible at different steps on different nodes; if ranks disagreed, some would enter the
+checkpoint collectives and others the next forward pass, and all would hang. One MAX all-reduce of
+a small code per optimizer step makes every rank take the same decision at the same step.
+
+Exit codes: 0 finished; 75 stopped on request (checkpoint complete, stop_reason.json written);
+anything else is a failure. torchrun reports every non-zero worker code as 1, so launchers must
+read stop_reason.json. Note that torchrun itself, when it receives SIGTERM, forwards it to the
+workers and SIGKILLs them 30 s later (hard-coded in torch.distributed.elastic), so on that path the
+step in progress plus the checkpoint save must fit in 30 s; the stop file has no such limit.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from sftpipe.util.fs import atomic_write_json
+
+STOP_EXIT_CODE = 75  # EX_TEMPFAIL: stopped on request, resumable
+STOP_REASON_FILE = "stop_reason.json"
+STOP_FILE_ENV = "SFT_STOP_FILE"
+EXTRA_CALLBACKS_ENV = "SFT_EXTRA_CALLBACKS"
+
+# Stop codes, reduced with MAX across ranks: the highest-priority reason wins.
+_NONE, _STOP_FILE = 0, 1
+_SIGNAL_CODES = {signal.SIGUSR1: 2, signal.SIGTERM: 3}
+_CODE_NAMES = {_STOP_FILE: "stop_file", **{code: sig.name for sig, code in _SIGNAL_CODES.items()}}
+
+
+class TrainingStopped(Exception):
+    """Raised at train end on every rank after a requested stop, to skip LF's end-of-run saving."""
+
+    def __init__(self, reason: dict[str, Any]):
+        super().__init__(f"training stopped on request: {reason}")
+        self.reason = reason
+
+
+class StopOnRequestCallback(TrainerCallback):
+    """Checkpoint-and-stop on SIGTERM/SIGUSR1 or a stop file; all ranks agree on the step."""
+
+    def __init__(self, stop_file: str | os.PathLike[str] | None = None, install_signal_handlers: bool = True):
+        self.stop_file = Path(stop_file) if stop_file else None
+        self._signal_code = _NONE
+        self._install = install_signal_handlers
+        self.reason: dict[str, Any] | None = None
+        if install_signal_handlers:
+            self._install_handlers()
+
+    @classmethod
+    def from_env(cls) -> StopOnRequestCallback:
+        return cls(stop_file=os.environ.get(STOP_FILE_ENV) or None)
+
+    # --- signal handling: only set a flag; acting happens at a step boundary -------------------
+    def _install_handlers(self) -> None:
+        for sig in _SIGNAL_CODES:
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        # Repeated signals (process-group SIGTERM, then torchrun forwarding it) must not kill us.
+        self._signal_code = max(self._signal_code, _SIGNAL_CODES[signal.Signals(signum)])
+
+    def request_code(self) -> int:
+        """This rank's current stop request (before agreement)."""
+        code = self._signal_code
+        if self.stop_file is not None and self.stop_file.exists():
+            code = max(code, _STOP_FILE)
+        return code
+
+    # --- trainer hooks ----------------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self._install:  # re-assert: libraries loaded since construction may have replaced them
+            self._install_handlers()
+        if state.is_world_process_zero:
+            _archive_stale_stop_reason(Path(args.output_dir))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        code = _agree_max(self.request_code(), args)
+        # At the last step the run is finishing anyway: let it finish and write its final outputs.
+        if code != _NONE and self.reason is None and state.global_step < state.max_steps:
+            self.reason = {
+                "reason": "stop_file" if code == _STOP_FILE else "signal",
+                "signal": None if code == _STOP_FILE else _CODE_NAMES[code],
+                "stop_file": str(self.stop_file) if code == _STOP_FILE else None,
+                "step": state.global_step,
+                "max_steps": state.max_steps,
+            }
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.reason is None:
+            return control
+        _barrier()  # every rank has finished writing its shards before the checkpoint is declared
+        if state.is_world_process_zero:
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            self.reason.update(
+                checkpoint=str(ckpt),
+                checkpoint_complete=_checkpoint_complete(ckpt, zero=bool(args.deepspeed)),
+                time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            )
+            if self.reason["reason"] == "stop_file" and self.stop_file is not None:
+                self.reason["requested"] = _read_request(self.stop_file)
+            atomic_write_json(Path(args.output_dir) / STOP_REASON_FILE, self.reason)
+            if self.reason["reason"] == "stop_file" and self.stop_file is not None:
+                self.stop_file.unlink(missing_ok=True)  # honoured; a resumed run must not stop again
+        _barrier()
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.reason is not None:
+            raise TrainingStopped(self.reason)  # same point on every rank: no collective is left open
+        return control
+
+
+def _agree_max(code: int, args: Any) -> int:
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return code
+    # args.device is cuda:<local_rank> under NCCL and cpu under gloo, as each backend requires
+    t = torch.tensor([code], dtype=torch.int32, device=args.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def _checkpoint_complete(ckpt: Path, zero: bool) -> bool:
+    """trainer_state.json is written last by the Trainer; DeepSpeed adds `latest` + its shard dir."""
+    if not (ckpt / "trainer_state.json").is_file():
+        return False
+    if not zero:
+        return True
+    latest = ckpt / "latest"
+    return latest.is_file() and (ckpt / latest.read_text().strip()).is_dir()
+
+
+def _read_request(stop_file: Path) -> dict[str, Any] | None:
+    """The stop file's content when it is a JSON object (the launcher writes why it asked)."""
+    try:
+        data = json.loads(stop_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _archive_stale_stop_reason(output_dir: Path) -> None:
+    """A resumed run keeps the previous stop record under a step-numbered name."""
+    path = output_dir / STOP_REASON_FILE
+    if path.is_file():
+        try:
+            step = json.loads(path.read_text()).get("step", "unknown")
+        except (json.JSONDecodeError, AttributeError):
+            step = "unknown"
+        os.replace(path, output_dir / f"stop_reason.step{step}.json")
+
+
+def extra_callbacks_from_env() -> list[TrainerCallback]:
+    """Instantiate the callbacks named in SFT_EXTRA_CALLBACKS ("pkg.mod:Class,pkg.mod:Other")."""
+    out: list[TrainerCallback] = []
+    for spec in filter(None, (s.strip() for s in os.environ.get(EXTRA_CALLBACKS_ENV, "").split(","))):
+        module, sep, attr = spec.partition(":")
+        if not sep:
+            raise ValueError(f"{EXTRA_CALLBACKS_ENV}: {spec!r} must look like 'package.module:ClassName'")
+        out.append(getattr(importlib.import_module(module), attr)())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or not argv[0].endswith((".yaml", ".yml", ".json")):
+        print("usage: python -m sftpipe.training.lf_entry CONFIG.yaml [key=value ...]", file=sys.stderr)
+        return 2
+    stop = StopOnRequestCallback.from_env()  # handlers installed before the slow imports and loading
+    from llamafactory.train.tuner import run_exp
+
+    sys.argv = [sys.argv[0], *argv]  # LF's read_args parses the YAML path and overrides from sys.argv
+    try:
+        run_exp(callbacks=[stop, *extra_callbacks_from_env()])
+    except TrainingStopped as exc:
+        print(f"[sftpipe.training.lf_entry] {exc}", file=sys.stderr)
+        _destroy_process_group()
+        return STOP_EXIT_CODE
+    return 0
+
+
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""`sft stop RUN`: ask a run to save a complete checkpoint and exit (status `stopped`).
+
+The mechanism is the run directory's stop file (launch.request_stop, reason "stopped"): every rank
+of sftpipe.training.lf_entry polls it, agrees on a step, checkpoints and exits; it works for local and SLURM
+runs alike because the run directory is on the shared filesystem. A SLURM job still PENDING has no
+process to read a file, so it is cancelled with scancel and recorded `stopped` right away.
+`signal_slurm_job` is the one place that sends SLURM signals (`scancel --signal=SIG --batch`).
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sftpipe.runs import index as run_index
+from sftpipe.config import INDEX_PATH
+from sftpipe.runs.status import RunNotFound, RunRef, derive_status, resolve_run
+
+
+class StopError(RuntimeError):
+    """The run cannot be stopped (not active, or SLURM refused)."""
+
+
+def signal_slurm_job(job_id: str, signal: str | None = None, batch_only: bool = True) -> None:
+    """`scancel [--signal=SIG [--batch]] JOB`: without a signal the job is cancelled."""
+    exe = shutil.which("scancel")
+    if exe is None:
+        raise StopError("scancel not found on PATH: cannot reach SLURM from this host")
+    cmd = [exe]
+    if signal:
+        cmd.append(f"--signal={signal}")
+        if batch_only:
+            cmd.append("--batch")  # only the batch step's launcher; it turns the signal into a stop request
+    cmd.append(str(job_id))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    if proc.returncode != 0:
+        raise StopError(f"{' '.join(cmd)} failed (rc={proc.returncode}): {proc.stderr.strip()}")
+
+
+def request_run_stop(ref: RunRef, detail: str | None = None, **derive_kw: Any) -> dict[str, Any]:
+    """Write the stop request for an active run (or cancel a queued SLURM job); return what was done."""
+    from sftpipe.training.train import STOP_FILE as LAUNCH_STOP_FILE
+    from sftpipe.training.train import request_stop
+
+    derived = derive_status(ref, **derive_kw)
+    if derived.status not in run_index.ACTIVE_STATUSES:
+        raise StopError(f"run {ref.name} is {derived.status} ({derived.reason}); nothing to stop")
+    detail = detail or f"sft stop by {getpass.getuser()}@{socket.gethostname()}"
+    job = (ref.entry or {}).get("slurm_job_id")
+    action: dict[str, Any] = {"run_id": ref.run_id, "run_dir": str(ref.run_dir), "status_before": derived.status}
+    if job and derived.status == "queued":
+        signal_slurm_job(job)
+        if ref.run_id:
+            run_index.update_entry(ref.root / INDEX_PATH, ref.run_id, status="stopped",
+                                   error=f"cancelled while queued ({detail})")
+        action.update(action="cancelled queued SLURM job", slurm_job_id=job)
+        return action
+    stop_file = ref.run_dir / LAUNCH_STOP_FILE
+    request_stop(stop_file, "stopped", detail)
+    action.update(action="stop requested", stop_file=str(stop_file))
+    if job:
+        action["slurm_job_id"] = job
+    return action
+
+
+def wait_for_end(ref: RunRef, timeout_s: float | None = None, poll_s: float = 2.0, **derive_kw: Any) -> str:
+    """Poll until the run is no longer queued/running; return its final status (or 'running' on timeout)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        entry = run_index.find_entry(ref.root / INDEX_PATH, ref.run_id) if ref.run_id else None
+        current = RunRef(ref.run_dir, entry, ref.root)
+        status = derive_status(current, **derive_kw).status
+        if status not in run_index.ACTIVE_STATUSES:
+            return status
+        if deadline is not None and time.monotonic() >= deadline:
+            return status
+        time.sleep(poll_s)
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    try:
+        ref = resolve_run(args.root, args.run)
+        action = request_run_stop(ref)
+    except (RunNotFound, StopError, run_index.RunIndexError) as exc:
+        print(json.dumps({"error": str(exc)}) if args.json else f"error: {exc}",
+              file=sys.stdout if args.json else sys.stderr)
+        return 1
+    if args.wait:
+        action["final_status"] = wait_for_end(ref, args.timeout)
+    if args.json:
+        print(json.dumps(action, indent=2))
+    else:
+        print(f"{action['action']} for {ref.name} ({action['run_dir']})")
+        if "final_status" in action:
+            print(f"final status: {action['final_status']}")
+    return 0 if action.get("final_status", "stopped") not in run_index.ACTIVE_STATUSES else 3
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("stop", help="stop a run gracefully (complete checkpoint, then exit)")
+    p.add_argument("run", help="run id (run_003), run name, or run directory")
+    p.add_argument("--wait", action="store_true", help="wait for the run to end and print its final status")
+    p.add_argument("--timeout", type=float, default=None, help="with --wait: give up after N seconds (exit 3)")
+    p.add_argument("--root", type=Path, default=Path("."), help="project root (default: current directory)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_stop)
