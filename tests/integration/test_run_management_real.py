@@ -28,6 +28,7 @@ from sftpipe.runs import provenance as records
 from sftpipe.runs import index as run_index
 from sftpipe.runs import status as run_status
 from sftpipe import config as sc
+from sftpipe import paths
 from sftpipe.cli import main
 from sftpipe.data.registration import register
 
@@ -81,7 +82,7 @@ def _project(tmp: Path, model_dir: Path, output_dir: str, max_steps: int) -> sc.
 def _start(cfg: sc.RunConfig, tmp: Path) -> tuple[subprocess.Popen, str, Path]:
     """What launch.train does before torchrun, then `llamafactory-cli train` (single CPU process)."""
     root, run_dir = cfg.root, cfg.root / cfg.run_dir
-    register(cfg, root / sc.LF_DATA_DIR / "dataset_info.json", root / "artifacts/data/registered.json")
+    register(cfg, root / paths.LF_DATA_DIR / "dataset_info.json", root / "artifacts/data/registered.json")
     run_dir.mkdir(parents=True, exist_ok=True)
     lf_yaml = run_dir / "llamafactory_config.yaml"
     lf = lf_config.render(cfg)
@@ -89,7 +90,7 @@ def _start(cfg: sc.RunConfig, tmp: Path) -> tuple[subprocess.Popen, str, Path]:
     lf_config.dump(lf, lf_yaml)
     lf_config.dump(sc.redacted(cfg.data), run_dir / "run_config.yaml")
     records.write_start_records(cfg, run_dir)
-    rid = run_index.append_entry(root / sc.INDEX_PATH, {
+    rid = run_index.append_entry(root / paths.INDEX_PATH, {
         "status": "running", "run_dir": str(cfg.run_dir), "started_at": run_index.utc_now(),
         "config_hash": cfg.config_hash(), "data_name": cfg.data_name})
     with open(tmp / f"{cfg.run_name}.log", "w") as console:  # the child keeps its own copy of the fd
@@ -119,7 +120,7 @@ def real_run(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
             time.sleep(0.2)
     assert proc.returncode == 0, (tmp / "real-run.log").read_text()[-3000:]
     results = json.loads((run_dir / "train_results.json").read_text())
-    run_index.update_entry(cfg.root / sc.INDEX_PATH, rid, status="completed", exit_code=0,
+    run_index.update_entry(cfg.root / paths.INDEX_PATH, rid, status="completed", exit_code=0,
                            final_loss=results["train_loss"])
     records.write_checkpoint_index(run_dir)
     records.log_event(run_dir, "INFO", "run ended", status="completed")
@@ -259,10 +260,10 @@ def test_sigkilled_run_shows_crashed(model_dir, real_run, capsys):
     assert main(["status", rid, "--root", str(root), "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["status"] == "crashed" and rep["recorded_status"] == "running"
-    assert run_index.find_entry(root / sc.INDEX_PATH, rid)["status"] == "running"  # derivation never writes
+    assert run_index.find_entry(root / paths.INDEX_PATH, rid)["status"] == "running"  # derivation never writes
     assert main(["status", rid, "--root", str(root), "--reconcile"]) == 0
     assert f"reconciled {rid}: running -> crashed" in capsys.readouterr().out
-    assert run_index.find_entry(root / sc.INDEX_PATH, rid)["status"] == "crashed"
+    assert run_index.find_entry(root / paths.INDEX_PATH, rid)["status"] == "crashed"
 
 
 def test_rotation_guard_keeps_the_best_checkpoint(model_dir, tmp_path):
@@ -346,7 +347,7 @@ def test_sft_stop_ends_a_real_launcher_run_as_stopped(model_dir, tmp_path, capsy
 
     edit_config(root / "config/config.yaml", edit)
     assert main(["register", "--root", str(root), "--config", str(root / "config/config.yaml"),
-                 "--dataset-info", str(root / sc.LF_DATA_DIR / "dataset_info.json"),
+                 "--dataset-info", str(root / paths.LF_DATA_DIR / "dataset_info.json"),
                  "--marker", str(root / "artifacts/data/reg.json")]) == 0
     env = _env(tmp_path) | {"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     with open(tmp_path / "train.out", "w") as out:
@@ -357,7 +358,7 @@ def test_sft_stop_ends_a_real_launcher_run_as_stopped(model_dir, tmp_path, capsy
         while True:
             assert proc.poll() is None, (tmp_path / "train.out").read_text()[-3000:]
             assert time.monotonic() < deadline, "no step logged in 300 s"
-            if (root / sc.INDEX_PATH).is_file():
+            if (root / paths.INDEX_PATH).is_file():
                 rep = run_status.run_report(run_status.resolve_run(root, None))
                 if rep["progress"]["step"]:
                     break
@@ -371,7 +372,7 @@ def test_sft_stop_ends_a_real_launcher_run_as_stopped(model_dir, tmp_path, capsy
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    entry = run_index.find_entry(root / sc.INDEX_PATH, rep["run_id"])
+    entry = run_index.find_entry(root / paths.INDEX_PATH, rep["run_id"])
     result = best_checkpoint.best_checkpoint(root / entry["run_dir"])
     assert entry["status"] == "stopped" and result["latest"] is not None
     assert entry["checkpoint_path"] == f"{entry['run_dir']}/checkpoint-{result['latest']['step']}"

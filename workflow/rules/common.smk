@@ -10,6 +10,7 @@ sys.path.insert(
 )  # the sftpipe package, even if not installed
 
 from sftpipe import config as sftconfig
+from sftpipe import paths as sftpaths
 from sftpipe import plan as sftplan
 
 try:
@@ -34,9 +35,9 @@ _BIN = _ENV_BIN if (_ENV_BIN / "sft").exists() else Path(sys.executable).parent
 os.environ["PATH"] = f"{_BIN.resolve()}{os.pathsep}{os.environ.get('PATH', '')}"
 CONFIG_FILE = workflow.configfiles[0] if workflow.configfiles else "config/config.yaml"
 
-LF_DATA = str(sftconfig.LF_DATA_DIR)
+LF_DATA = str(sftpaths.LF_DATA_DIR)
 DATASET_INFO = f"{LF_DATA}/dataset_info.json"
-MODEL_ROOT = str(sftconfig.MODEL_ROOT)
+MODEL_ROOT = str(sftpaths.MODEL_ROOT)
 RULE_LOGS = "artifacts/logs/rules"
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sftpipe.config import LF_DATA_DIR, MODEL_ROOT, VARIANTS_DIR, ConfigError, RunConfig, is_buildable_demo_model, resolve, stable_hash
+from sftpipe.config import ConfigError, RunConfig, is_buildable_demo_model, resolve, stable_hash
+from sftpipe.paths import LF_DATA_DIR, MODEL_ROOT, VARIANTS_DIR
 from sftpipe.lf.render import render
 
 BASE = "base"  # the active profile's name in `--config variants=base,lr5`

@@ -9,6 +9,7 @@ from importlib import metadata
 
 import pytest
 from sftpipe import config as sc
+from sftpipe import paths
 from sftpipe.runs import provenance as records
 from sftpipe.data.registration import register
 
@@ -95,7 +96,7 @@ def project_with_secret(tmp_path, monkeypatch):
 def test_start_records_hold_no_credential(project_with_secret):
     root = project_with_secret
     cfg = sc.load(root=root)
-    register(cfg, root / sc.LF_DATA_DIR / "dataset_info.json", root / "artifacts/data/registered.json")
+    register(cfg, root / paths.LF_DATA_DIR / "dataset_info.json", root / "artifacts/data/registered.json")
     run_dir = root / cfg.run_dir
     written = records.write_start_records(cfg, run_dir)
     records.log_event(run_dir, "INFO", "launch", env={"WANDB_API_KEY": SECRET}, note=f"token {SECRET}-hf")

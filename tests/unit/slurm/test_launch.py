@@ -14,14 +14,6 @@ from sftpipe.config import load
 from tests.project import make_project
 
 
-@pytest.mark.parametrize("text, seconds", [
-    ("45", 45), ("0:45", 45), ("12:34", 754), ("1:02:03", 3723), ("2-01:00:00", 176400), ("1-0:00:05", 86405),
-    ("UNLIMITED", None), ("NOT_SET", None), ("INVALID", None), ("", None),
-])
-def test_parse_time_left(text, seconds):
-    assert slurm_launch.parse_time_left(text) == seconds
-
-
 def test_guard_fires_once_at_the_margin():
     lefts = iter([300.0, 200.0, 119.0, 50.0])
     fired: list[float] = []

@@ -159,7 +159,7 @@ def cmd_writeback(args: argparse.Namespace) -> int:
 
 def cmd_record(args: argparse.Namespace) -> int:
     from sftpipe.runs import index as run_index
-    from sftpipe.config import INDEX_PATH
+    from sftpipe.paths import INDEX_PATH
     from sftpipe.util.fs import atomic_write_json
     from sftpipe.report.output_block import load_json
 

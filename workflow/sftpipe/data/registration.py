@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sftpipe.config import LF_DATA_DIR, RunConfig
+from sftpipe.config import RunConfig
+from sftpipe.paths import LF_DATA_DIR
 from sftpipe.util.fs import atomic_write_json, file_lock
 
 SHAREGPT_COLUMNS = {"messages": "conversations", "system": "system", "tools": "tools"}

@@ -10,8 +10,9 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from sftpipe.runs.best import rotation_guard
-from sftpipe.config import LF_DATA_DIR, RunConfig
+from sftpipe.config import rotation_guard
+from sftpipe.config import RunConfig
+from sftpipe.paths import LF_DATA_DIR
 
 # Keys the pipeline sets itself; a value in training: for these is ignored or rejected upstream.
 PIPELINE_KEYS = ("output_dir", "plot_loss", "overwrite_output_dir", "report_to", "run_name")

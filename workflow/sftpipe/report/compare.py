@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from sftpipe.runs.provenance import SECRET_NAME
+from sftpipe.util.redact import SECRET_NAME
 
 RUN_CONFIG = "run_config.yaml"
 LF_CONFIG = "llamafactory_config.yaml"

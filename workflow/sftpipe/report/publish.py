@@ -241,7 +241,7 @@ def publish(root: Path, run_ref: str | None, name: str, version: str, checkpoint
             "file_origins": origin,
             "files": file_inventory(tmp),
         }
-        from sftpipe.runs.provenance import redact
+        from sftpipe.util.redact import redact
 
         text = redact(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True, width=4096))
         (tmp / MANIFEST).write_text(text, encoding="utf-8")

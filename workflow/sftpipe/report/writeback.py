@@ -8,7 +8,6 @@ before and after it. The result is re-parsed and must equal the original documen
 """
 from __future__ import annotations
 
-import fcntl
 import io
 import math
 import os
@@ -21,7 +20,8 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.representer import RoundTripRepresenter
 
-from sftpipe.util.fs import atomic_write_bytes
+from sftpipe.util.fs import atomic_write_bytes, file_lock
+from sftpipe.util.yamltext import YamlValueError, needs_quotes, plain_yaml_value
 
 SECTION = "runtime_info"
 KEY = "output"
@@ -49,15 +49,6 @@ def _represent_float(rep: RoundTripRepresenter, value: float) -> Any:
             exponent = "+" + exponent
         text = mantissa + ("e" + exponent if exponent else "")
     return rep.represent_scalar("tag:yaml.org,2002:float", text)
-
-
-# Plain scalars that a YAML 1.1 or 1.2 reader may resolve to bool/number/null/timestamp (quoted to be safe).
-_YAML11_AMBIGUOUS = re.compile(r"^(?:(?i:y|n|yes|no|on|off|true|false|null|~)|[-+.0-9].*|=|<<)$", re.DOTALL)
-
-
-def needs_quotes(value: str) -> bool:
-    """True for a string some YAML reader (1.1 or 1.2) would take for a bool/number/null/date plain."""
-    return bool(_YAML11_AMBIGUOUS.match(value)) and "\n" not in value
 
 
 def _represent_str(rep: RoundTripRepresenter, value: str) -> Any:
@@ -115,26 +106,16 @@ def _split_lines(text: str) -> list[str]:
     return lines if lines[-1] else lines[:-1]
 
 
-def plain_yaml_value(value: Any, where: str = KEY) -> Any:
-    """Plain YAML-representable values; paths become strings, anything else unknown is refused."""
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, dict):
-        return {str(k): plain_yaml_value(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain_yaml_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    raise WritebackError(f"{where}: cannot write a {type(value).__name__} value into YAML")
-
-
 def splice_output(text: str, output: dict[str, Any]) -> str:
     """The config text with ``runtime_info.output`` replaced by ``output``; raises WritebackError.
 
     The block spans from the ``output`` key to its last content line: comments between its lines
     are replaced with it, comments and blank lines after it are kept.
     """
-    output = plain_yaml_value(output)
+    try:
+        output = plain_yaml_value(output, KEY)
+    except YamlValueError as exc:
+        raise WritebackError(str(exc)) from exc
     try:
         doc = _rt_yaml().load(text)
     except YAMLError as exc:
@@ -213,21 +194,15 @@ def _verify(old_text: str, new_text: str, output: dict[str, Any]) -> None:
 def write_output_block(config_path: Path, output: dict[str, Any]) -> None:
     """Rewrite only ``runtime_info.output`` of ``config_path`` (a symlink is written through)."""
     path = Path(os.path.realpath(config_path))
-    while True:
-        # Lock the file itself; a writer that got the lock on an inode already replaced retries.
-        with open(path, "rb") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            if os.fstat(f.fileno()).st_ino != os.stat(path).st_ino:
-                continue
-            raw = f.read()
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise WritebackError(f"{config_path}: not UTF-8 ({exc})") from exc
-            try:
-                new_text = splice_output(text, output)
-            except WritebackError as exc:
-                raise WritebackError(f"{config_path}: {exc}") from exc
-            if new_text != text:
-                atomic_write_bytes(path, new_text.encode("utf-8"), os.fstat(f.fileno()).st_mode & 0o7777)
-            return
+    with file_lock(path, on_target=True):
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WritebackError(f"{config_path}: not UTF-8 ({exc})") from exc
+        try:
+            new_text = splice_output(text, output)
+        except WritebackError as exc:
+            raise WritebackError(f"{config_path}: {exc}") from exc
+        if new_text != text:
+            atomic_write_bytes(path, new_text.encode("utf-8"))

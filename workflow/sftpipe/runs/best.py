@@ -103,27 +103,6 @@ def best_checkpoint(run_dir: Path, metric: str = "auto", model_only: bool = Fals
     return {"latest": complete[-1] if complete else None, "best": best, "metric": used, "checkpoints": rows}
 
 
-def rotation_guard(lf_args: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """(LF args that keep the best checkpoint through save_total_limit rotation, problems left)."""
-    args = dict(lf_args)
-    limit = args.get("save_total_limit")
-    if not limit or limit <= 0:
-        return args, []
-    evaluates = (args.get("val_size") or args.get("eval_dataset")) and args.get("eval_strategy", "no") != "no"
-    if not evaluates:
-        return args, [(f"save_total_limit {limit} without evaluation (val_size/eval_dataset + eval_strategy): "
-                       "rotation deletes by age and HF cannot protect the best train-loss checkpoint; drop "
-                       "save_total_limit or add a validation split")]
-    args.setdefault("metric_for_best_model", "eval_loss")
-    args.setdefault("greater_is_better", False)
-    problems = []
-    save, every = args.get("save_steps"), args.get("eval_steps")
-    if args.get("eval_strategy") == "steps" and isinstance(save, int) and isinstance(every, int) and save % every:
-        problems.append(f"save_steps {save} is not a multiple of eval_steps {every}: a best eval at a step "
-                        "without a checkpoint is not tracked, so rotation may delete the best saved one")
-    return args, problems
-
-
 def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v))
 

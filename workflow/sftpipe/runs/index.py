@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from sftpipe.util.fs import atomic_write_bytes
-from sftpipe.report.writeback import WritebackError, needs_quotes, plain_yaml_value
+from sftpipe.util.fs import atomic_write_bytes, file_lock
+from sftpipe.util.yamltext import YamlValueError, needs_quotes, plain_yaml_value
 
 FIELDS = ("id", "block", "variant", "status", "exit_code", "run_dir", "log", "started_at", "last_updated",
           "completed_at", "config_hash", "git_commit", "data_name", "checkpoint_path", "best_checkpoint",
@@ -72,7 +72,7 @@ def _validate(entry: dict[str, Any]) -> dict[str, Any]:
         raise RunIndexError(f"exit_code {code!r} is not an integer")
     try:
         return {name: plain_yaml_value(entry.get(name), name) for name in FIELDS}
-    except WritebackError as exc:  # e.g. a datetime from an unquoted hand-edited time
+    except YamlValueError as exc:  # e.g. a datetime from an unquoted hand-edited time
         raise RunIndexError(str(exc)) from exc
 
 
@@ -92,17 +92,6 @@ def render_entry(entry: dict[str, Any]) -> str:
     """One validated entry as a YAML list item, fields in FIELDS order."""
     return yaml.dump([_validate(entry)], Dumper=_EntryDumper, sort_keys=False, default_flow_style=False,
                      allow_unicode=True, width=4096, indent=2)
-
-
-@contextlib.contextmanager
-def _locked(index_path: Path) -> Iterator[None]:
-    index_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(index_path.with_name(index_path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def _parse(index_path: Path, text: str) -> list[dict[str, Any]]:
@@ -143,7 +132,7 @@ def _next_id(doc: list[dict[str, Any]]) -> str:
 def append_entry(index_path: Path, entry: dict[str, Any]) -> str:
     """Append a run entry (id run_NNN assigned when absent); return its id."""
     index_path = Path(index_path)
-    with _locked(index_path):
+    with file_lock(index_path):
         text, doc, _ = _load(index_path)
         entry = {"block": "sft", **entry}
         entry.setdefault("id", _next_id(doc))
@@ -168,7 +157,7 @@ def update_entry(index_path: Path, run_id: str, **fields: Any) -> dict[str, Any]
     """Change fields of one entry (last_updated refreshed; completed_at stamped when the status
     becomes terminal); only that entry's lines are rewritten. Returns the updated entry."""
     index_path = Path(index_path)
-    with _locked(index_path):
+    with file_lock(index_path):
         text, doc, starts = _load(index_path)
         matches = [i for i, item in enumerate(doc) if item["id"] == run_id]
         if len(matches) != 1:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from sftpipe.util.fs import atomic_write_bytes
+from sftpipe.util.timefmt import parse_duration
 
 TRAINER_STATE = "trainer_state.json"
 TRAINER_LOG = "trainer_log.jsonl"
@@ -66,17 +67,6 @@ def _finite(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
-
-
-def _seconds(elapsed: Any) -> int | None:
-    """LF's "H:MM:SS" (or "N day(s), H:MM:SS") elapsed_time in seconds."""
-    if not isinstance(elapsed, str):
-        return None
-    match = re.fullmatch(r"(?:(\d+) days?, )?(\d+):(\d\d):(\d\d)", elapsed)
-    if not match:
-        return None
-    days, h, m, sec = (int(g or 0) for g in match.groups())
-    return ((days * 24 + h) * 60 + m) * 60 + sec
 
 
 def read_trainer_log(path: Path, warnings: list[str]) -> tuple[list[dict[str, Any]], int, int]:
@@ -119,7 +109,8 @@ def read_trainer_log(path: Path, warnings: list[str]) -> tuple[list[dict[str, An
         key = (step, kind)
         if key in kept:
             replaced += 1
-        elapsed = _seconds(record.get("elapsed_time"))
+        seconds = parse_duration(record.get("elapsed_time"))
+        elapsed = None if seconds is None else int(seconds)
         # A key already written in this same attempt can only come back from a new attempt.
         if step < prev_step or attempt_of.get(key) == restarts or (
                 elapsed is not None and elapsed < prev_elapsed):

@@ -31,7 +31,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sftpipe.util.fs import atomic_write_json, atomic_write_text
+from sftpipe.util.fs import atomic_write_json, atomic_write_text, file_lock
+from sftpipe.util.redact import redact, redact_obj, register_secrets
 from sftpipe.util.git import code_diff, git_commit
 
 CODE_DIFF = "code.diff"
@@ -41,50 +42,9 @@ EVENTS = "events.jsonl"
 CHECKPOINT_INDEX = "checkpoints.jsonl"
 HEARTBEAT = "heartbeat.json"
 HEARTBEAT_INTERVAL_S = 15.0
-REDACTED = "<redacted>"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 PACKAGES = ("torch", "transformers", "llamafactory", "deepspeed", "accelerate", "datasets", "peft", "trl",
             "tokenizers", "flash-attn", "liger-kernel", "wandb", "snakemake", "sftpipe")
-# Names of secrets (env vars, config keys): api keys, auth tokens, passwords; not tokenizer words.
-SECRET_NAME = re.compile(
-    r"(api[_-]?key|access[_-]?key|private[_-]?key|(?:^|[_.-])(?:hf|wandb|auth|access|api|github|gh|hub|bearer|"
-    r"hugging_face_hub|huggingface|refresh|session|slack)[_-]?token$|^token$|secret|password|passwd|credential)",
-    re.IGNORECASE)
-# `wandb_api_key: abc`, `HF_TOKEN=abc`, `"hf_token": "abc"` (in diffs, logs): mask the value.
-_SECRET_ASSIGN = re.compile(
-    r"""(?P<key>["']?[\w.-]*(?:api[_-]?key|access[_-]?key|(?:hf|wandb|auth|api|hub|bearer)[_-]?token|secret|"""
-    r"""password|passwd)["']?\s*[:=]\s*)(?P<val>["']?[^\s"',}]+["']?)""",
-    re.IGNORECASE)
-_EMPTY_VALUES = {'""', "''", "null", "~", "none", "None", REDACTED, f'"{REDACTED}"', f"'{REDACTED}'"}
-_registered: set[str] = set()
-
-
-def register_secrets(values: Iterable[str]) -> None:
-    """Add values (credentials of this run) that every record of this process must redact."""
-    _registered.update(v for v in values if isinstance(v, str) and len(v) >= 4)
-
-
-def secret_values() -> set[str]:
-    """Registered credentials plus values of secret-named environment variables."""
-    env = {v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 8}
-    return _registered | env
-
-
-def redact(text: str, secrets: Iterable[str] | None = None) -> str:
-    values = sorted(secret_values() | set(secrets or ()), key=len, reverse=True)
-    for value in values:
-        text = text.replace(value, REDACTED)
-
-    def mask(m: re.Match[str]) -> str:
-        return m.group(0) if m.group("val") in _EMPTY_VALUES else m.group("key") + REDACTED
-
-    return _SECRET_ASSIGN.sub(mask, text)
-
-
-def _redact_obj(obj: Any) -> Any:
-    return json.loads(redact(json.dumps(obj, default=str)))
-
-
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -108,13 +68,9 @@ def log_event(run_dir: Path, level: str, message: str, /, **data: Any) -> dict[s
     line = redact(json.dumps(record, ensure_ascii=False, default=str)) + "\n"
     path = Path(run_dir) / EVENTS
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:  # one write of one line, under a lock: no interleaving
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            fh.write(line)
-            fh.flush()
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    with file_lock(path), open(path, "a", encoding="utf-8") as fh:  # one line per write: no interleaving
+        fh.write(line)
+        fh.flush()
     return json.loads(line)
 
 
@@ -215,16 +171,17 @@ def write_start_records(cfg: Any, run_dir: Path) -> dict[str, str]:
 
     `cfg` is a sftpipe.config.RunConfig; its credential values are registered for redaction first.
     """
-    from sftpipe.config import CREDENTIAL_ENV, LF_DATA_DIR
+    from sftpipe.config import CREDENTIAL_ENV
+    from sftpipe.paths import LF_DATA_DIR
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     register_secrets(cfg.credential(key) for key in CREDENTIAL_ENV)
     root = Path(cfg.root)
     atomic_write_text(run_dir / CODE_DIFF, redact(code_diff(root)))
-    atomic_write_json(run_dir / ENVIRONMENT, _redact_obj(environment_info(root)))
+    atomic_write_json(run_dir / ENVIRONMENT, redact_obj(environment_info(root)))
     fingerprint = dataset_fingerprint(root / LF_DATA_DIR, cfg.data_name)
-    atomic_write_json(run_dir / DATASET, _redact_obj(fingerprint))
+    atomic_write_json(run_dir / DATASET, redact_obj(fingerprint))
     log_event(run_dir, "INFO", "run started", run_dir=str(cfg.run_dir), variant=cfg.variant or None,
               data_name=cfg.data_name, dataset_sha256=fingerprint.get("sha256"),
               config_hash=cfg.config_hash(), training_hash=cfg.training_hash())

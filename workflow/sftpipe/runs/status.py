@@ -27,7 +27,7 @@ from typing import Any
 
 from sftpipe.runs import checkpoints
 from sftpipe.runs import index as run_index
-from sftpipe.config import INDEX_PATH, MODEL_ROOT
+from sftpipe.paths import INDEX_PATH, MODEL_ROOT
 
 RUN_RECORD = "run.json"  # written by sftpipe.training.train
 STOP_REASON = "stop_reason.json"  # written by sftpipe.training.lf_entry

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from sftpipe.runs import index as run_index
-from sftpipe.config import INDEX_PATH, VARIANTS_DIR, ConfigError, load
+from sftpipe.config import ConfigError, load
+from sftpipe.paths import INDEX_PATH, VARIANTS_DIR
 
 OUTPUT_SUFFIX = ".output.yaml"  # commands.VARIANT_OUTPUT_SUFFIX
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sftpipe.slurm import env as slurm_env
+from sftpipe.util.timefmt import parse_duration
 from sftpipe.config import RunConfig
 
 NETWORK_INTERFACE_ENV = "SFT_NETWORK_INTERFACE"  # node-exec: configured interface ("" = auto)
@@ -172,27 +173,13 @@ def node_exec(torchrun_cmd: Sequence[str], env: dict[str, str]) -> list[str]:
 # --- time limit ----------------------------------------------------------------------------------------
 
 
-def parse_time_left(text: str) -> float | None:
-    """squeue %L ("45", "12:34", "1:02:03", "2-01:00:00") → seconds; None for UNLIMITED/NOT_SET/INVALID."""
-    text = text.strip()
-    m = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(?:(\d+):)?(\d+)", text)
-    if not m:
-        return None
-    days, a, b, secs = m.groups()
-    if b is None and a is not None:  # "MM:SS"
-        hours, minutes = 0, int(a)
-    else:
-        hours, minutes = int(a or 0), int(b or 0)
-    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + int(secs)
-
-
 def time_left_s(job_id: str) -> float | None:
     """Seconds until SLURM ends the job (None: no limit, or squeue did not answer)."""
     try:
         out = slurm_env._run(["squeue", "-h", "-j", str(job_id), "-o", "%L"]).strip()
     except slurm_env.SlurmEnvError:
         return None
-    return parse_time_left(out.splitlines()[0]) if out else None
+    return parse_duration(out.splitlines()[0]) if out else None
 
 
 class TimeLimitGuard:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sftpipe.runs import index as run_index
-from sftpipe.config import INDEX_PATH
+from sftpipe.paths import INDEX_PATH
 from sftpipe.runs.status import RunNotFound, RunRef, derive_status, resolve_run
 
 

@@ -35,7 +35,8 @@ from sftpipe import plan
 from sftpipe.runs import provenance as records
 from sftpipe.runs import index as run_index
 from sftpipe.slurm import launch as slurm_launch
-from sftpipe.config import INDEX_PATH, LOGS_DIR, RunConfig, redacted
+from sftpipe.config import RunConfig, redacted
+from sftpipe.paths import INDEX_PATH, LOGS_DIR
 from sftpipe.util.fs import atomic_write_json, display_path
 from sftpipe.util.git import git_commit
 

@@ -1,0 +1,1 @@
+"""Helpers with no knowledge of the pipeline: files, time text, YAML scalars, redaction, git."""

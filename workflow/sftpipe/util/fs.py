@@ -53,12 +53,27 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 @contextlib.contextmanager
-def file_lock(target: Path) -> Iterator[None]:
-    """Exclusive lock on a sidecar `.<name>.lock` file (works across processes on one host/NFS with flock)."""
+def file_lock(target: Path, *, on_target: bool = False) -> Iterator[None]:
+    """The one inter-process lock: an exclusive flock, held for the `with` body.
+
+    By default on a sidecar `.<name>.lock` file next to `target` (works before `target` exists).
+    `on_target=True` locks the existing file itself and leaves nothing behind (the user's config): since
+    writers replace it atomically, a lock won on an inode that was replaced meanwhile is retried.
+    """
     target = Path(target)
+    if on_target:
+        while True:
+            with open(target, "rb") as fh:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+                if os.fstat(fh.fileno()).st_ino != os.stat(target).st_ino:
+                    continue
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+                return
     target.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = target.parent / f".{target.name}.lock"
-    with open(lock_path, "a") as fh:
+    with open(target.parent / f".{target.name}.lock", "a") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
