@@ -26,7 +26,7 @@ from sftpipe.slurm import env as slurm_env
 from sftpipe.slurm import launch as slurm_launch
 from sftpipe.config import RunConfig
 from sftpipe.config import load as load_config
-from sftpipe.training.train import RunDirError, prepare_run_dir
+from sftpipe.training.run_dir import RunDirError, prepare_run_dir
 
 from tests.integration.pipeline import demo_project
 from tests.integration.pipeline import env as pipeline_env

@@ -11,7 +11,7 @@ from sftpipe.runs import index as run_index
 from sftpipe.runs import status as run_status
 from sftpipe.slurm import env as slurm_env
 from sftpipe.cli import main
-from sftpipe.runs.provenance import Heartbeat
+from sftpipe.runs.store import Heartbeat, RunStore
 
 from tests.unit.runs.run_files import add_entry, write_run_record
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sftpipe.util.timefmt import utc_now
+from sftpipe.runs.store import RunStore, heartbeat
 from sftpipe.runs import best as best_checkpoint
 from sftpipe.report import compare
 from sftpipe.lf import render as lf_config
@@ -89,16 +91,16 @@ def _start(cfg: sc.RunConfig, tmp: Path) -> tuple[subprocess.Popen, str, Path]:
     lf.pop("ddp_backend", None)  # one process without torchrun: no process group to configure
     lf_config.dump(lf, lf_yaml)
     lf_config.dump(sc.redacted(cfg.data), run_dir / "run_config.yaml")
-    records.write_start_records(cfg, run_dir)
+    records.write_start_records(cfg, RunStore(run_dir))
     rid = run_index.append_entry(root / paths.INDEX_PATH, {
-        "status": "running", "run_dir": str(cfg.run_dir), "started_at": run_index.utc_now(),
+        "status": "running", "run_dir": str(cfg.run_dir), "started_at": utc_now(),
         "config_hash": cfg.config_hash(), "data_name": cfg.data_name})
     with open(tmp / f"{cfg.run_name}.log", "w") as console:  # the child keeps its own copy of the fd
         proc = subprocess.Popen([str(LF_CLI), "train", str(lf_yaml)], cwd=root, env=_env(tmp), stdout=console,
                                 stderr=subprocess.STDOUT)
     (run_dir / "run.json").write_text(json.dumps({
         "run_id": rid, "run_name": cfg.run_name, "training_hash": cfg.training_hash(),
-        "config_hash": cfg.config_hash(), "started_at": run_index.utc_now(), "pid": proc.pid,
+        "config_hash": cfg.config_hash(), "started_at": utc_now(), "pid": proc.pid,
         "host": socket.gethostname()}))
     return proc, rid, run_dir
 
@@ -109,7 +111,7 @@ def real_run(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     cfg = _project(tmp, model_dir, "real-run", max_steps=6)
     proc, rid, run_dir = _start(cfg, tmp)
     mid = None
-    with records.heartbeat(run_dir, interval_s=1, run_id=rid):
+    with heartbeat(RunStore(run_dir), interval_s=1, run_id=rid):
         deadline = time.monotonic() + 600
         while proc.poll() is None:
             assert time.monotonic() < deadline, "training did not finish in 600 s"
@@ -122,8 +124,8 @@ def real_run(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     results = json.loads((run_dir / "train_results.json").read_text())
     run_index.update_entry(cfg.root / paths.INDEX_PATH, rid, status="completed", exit_code=0,
                            final_loss=results["train_loss"])
-    records.write_checkpoint_index(run_dir)
-    records.log_event(run_dir, "INFO", "run ended", status="completed")
+    records.write_checkpoint_index(RunStore(run_dir))
+    RunStore(run_dir).log_event("INFO", "run ended", status="completed")
     return {"root": cfg.root, "rid": rid, "run_dir": run_dir, "mid": mid, "cfg": cfg, "tmp": tmp}
 
 
@@ -145,7 +147,7 @@ def test_final_status_progress_and_history(real_run, capsys):
     assert p["eval_loss"] == pytest.approx(evals[6]) and p["eval_step"] == 6
     assert p["tokens_per_second"] > 0 and p["total_tokens"] == state["num_input_tokens_seen"]
     assert p["latest_checkpoint"].endswith("checkpoint-6")
-    hb = json.loads((run_dir / records.HEARTBEAT).read_text())
+    hb = json.loads((run_dir / paths.HEARTBEAT).read_text())
     assert hb["alive"] is False and hb["beats"] >= 2
     assert main(["runs", "--root", str(root), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["status"] == "completed"
@@ -164,7 +166,7 @@ def test_checkpoints_of_the_real_run(real_run):
     best_step = min((2, 4, 6), key=lambda s: (evals[s], -s))
     assert result["metric"] == "eval_loss" and result["best"]["step"] == best_step
     assert result["latest"]["step"] == 6
-    index = [json.loads(line) for line in (run_dir / records.CHECKPOINT_INDEX).read_text().splitlines()]
+    index = [json.loads(line) for line in (run_dir / paths.CHECKPOINT_INDEX).read_text().splitlines()]
     assert [(c["step"], c["complete"], c["eval_loss"]) for c in index] == [
         (r["step"], r["complete"], r["eval_loss"]) for r in rows]
 

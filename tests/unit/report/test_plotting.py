@@ -7,7 +7,8 @@ from pathlib import Path
 
 import matplotlib.image as mpimg
 import pytest
-from sftpipe.report.plotting import ema, plot_training, register_cli, smoothing_weight
+from sftpipe.report.plotting import plot_training, register_cli
+from sftpipe.runs.metrics import ema, smoothing_weight
 
 
 def _metrics(n: int, eval_every: int = 0) -> dict:

@@ -12,6 +12,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from sftpipe.util.timefmt import utc_now
 from sftpipe.runs import index as run_index
 
 
@@ -72,11 +73,11 @@ def write_checkpoint(run_dir: Path, step: int, losses: dict[int, float], evals: 
 def add_entry(root: Path, run_dir: Path, status: str = "running", **fields: Any) -> str:
     rel = os.path.relpath(run_dir, root)
     return run_index.append_entry(root / "artifacts" / "index.yaml", {
-        "status": status, "run_dir": rel, "started_at": run_index.utc_now(), "data_name": "demo_sft", **fields})
+        "status": status, "run_dir": rel, "started_at": utc_now(), "data_name": "demo_sft", **fields})
 
 
 def write_run_record(run_dir: Path, run_id: str, pid: int, host: str | None = None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.json").write_text(json.dumps({
-        "run_id": run_id, "run_name": run_dir.name, "started_at": run_index.utc_now(), "pid": pid,
+        "run_id": run_id, "run_name": run_dir.name, "started_at": utc_now(), "pid": pid,
         "host": host or socket.gethostname(), "console_log": "artifacts/logs/x.log"}))

@@ -6,7 +6,8 @@ import json
 import pytest
 from sftpipe.runs import checkpoints
 from sftpipe import config as sc
-from sftpipe.training.train import RUN_RECORD, RunDirError, prepare_run_dir
+from sftpipe.paths import RUN_RECORD
+from sftpipe.training.run_dir import RunDirError, prepare_run_dir
 
 from tests.project import make_project
 

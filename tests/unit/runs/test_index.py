@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml as pyyaml
-from sftpipe.runs.index import FIELDS, HEADER, RunIndexError, append_entry, read_entries, status_from_exit_code, update_entry
+from sftpipe.runs.ending import status_from_exit_code
+from sftpipe.runs.index import FIELDS, HEADER, RunIndexError, append_entry, read_entries, update_entry
 
 
 def _entry(**kw) -> dict:

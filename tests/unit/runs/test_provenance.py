@@ -9,6 +9,7 @@ from importlib import metadata
 
 import pytest
 from sftpipe import config as sc
+from sftpipe.runs.store import RunStore, heartbeat
 from sftpipe import paths
 from sftpipe.runs import provenance as records
 from sftpipe.data.registration import register
@@ -19,34 +20,25 @@ SECRET = "sk-UNIQUE-4f1c9e2b7a-SECRET"
 
 
 def test_log_event_structure_and_levels(tmp_path):
-    rec = records.log_event(tmp_path, "info", "checkpoint saved", step=4, path="checkpoint-4")
-    records.log_event(tmp_path, "WARNING", "slow step", seconds=12.5)
-    events = records.read_events(tmp_path)
+    rec = RunStore(tmp_path).log_event("info", "checkpoint saved", step=4, path="checkpoint-4")
+    RunStore(tmp_path).log_event("WARNING", "slow step", seconds=12.5)
+    events = RunStore(tmp_path).read_events()
     assert [e["level"] for e in events] == ["INFO", "WARNING"]
     assert events[0] == rec and set(rec) == {"timestamp", "level", "message", "data"}
     assert rec["data"] == {"step": 4, "path": "checkpoint-4"} and rec["timestamp"].endswith("Z")
     with pytest.raises(ValueError, match="level 'LOUD'"):
-        records.log_event(tmp_path, "loud", "x")
-
-
-def test_redact_values_and_secret_assignments(monkeypatch):
-    monkeypatch.setenv("WANDB_API_KEY", SECRET)
-    text = records.redact(f"key={SECRET}\n+  hf_token: hf_abcdefgh12345\n  pad_token: <|endoftext|>\n"
-                          "TOKENIZERS_PARALLELISM=false\nmax_new_tokens: 12\n  wandb_api_key: ''")
-    assert SECRET not in text and "hf_abcdefgh12345" not in text
-    assert "pad_token: <|endoftext|>" in text and "TOKENIZERS_PARALLELISM=false" in text
-    assert "max_new_tokens: 12" in text and "wandb_api_key: ''" in text
+        RunStore(tmp_path).log_event("loud", "x")
 
 
 def test_heartbeat_thread_beats_and_closes(tmp_path):
-    with records.heartbeat(tmp_path, interval_s=0.05, run_id="run_007") as hb:
+    with heartbeat(RunStore(tmp_path), interval_s=0.05, run_id="run_007") as hb:
         deadline = time.monotonic() + 10
         while hb.beats < 3:
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        live = json.loads((tmp_path / records.HEARTBEAT).read_text())
+        live = json.loads((tmp_path / paths.HEARTBEAT).read_text())
         assert live["alive"] is True and live["run_id"] == "run_007" and abs(live["unix_time"] - time.time()) < 5
-    final = json.loads((tmp_path / records.HEARTBEAT).read_text())
+    final = json.loads((tmp_path / paths.HEARTBEAT).read_text())
     assert final["alive"] is False and not hb._thread.is_alive()
 
 
@@ -98,20 +90,22 @@ def test_start_records_hold_no_credential(project_with_secret):
     cfg = sc.load(root=root)
     register(cfg, root / paths.LF_DATA_DIR / "dataset_info.json", root / "artifacts/data/registered.json")
     run_dir = root / cfg.run_dir
-    written = records.write_start_records(cfg, run_dir)
-    records.log_event(run_dir, "INFO", "launch", env={"WANDB_API_KEY": SECRET}, note=f"token {SECRET}-hf")
-    records.write_checkpoint_index(run_dir)
+    fingerprint = records.write_start_records(cfg, RunStore(run_dir))
+    RunStore(run_dir).log_event("INFO", "launch", env={"WANDB_API_KEY": SECRET}, note=f"token {SECRET}-hf")
+    records.write_checkpoint_index(RunStore(run_dir))
 
-    diff = (run_dir / records.CODE_DIFF).read_text()
+    diff = (run_dir / paths.CODE_DIFF).read_text()
     assert "wandb_api_key: <redacted>" in diff  # the change is recorded, its value is not
-    env = json.loads((run_dir / records.ENVIRONMENT).read_text())
+    env = json.loads((run_dir / paths.ENVIRONMENT).read_text())
     assert env["packages"]["torch"] == metadata.version("torch")
-    ds = json.loads((run_dir / records.DATASET).read_text())
+    ds = json.loads((run_dir / paths.DATASET_FINGERPRINT).read_text())
     lf_file = root / "config/demo/lf_demo.json"
     assert ds["sha256"] == hashlib.sha256(lf_file.read_bytes()).hexdigest()
     assert ds["rows"] == len(json.loads(lf_file.read_text()))
-    assert records.read_events(run_dir)[0]["message"] == "run started"
-    assert set(written) == {records.CODE_DIFF, records.ENVIRONMENT, records.DATASET, records.EVENTS}
+    assert RunStore(run_dir).read_events()[0]["message"] == "run started"
+    assert all((run_dir / name).is_file() for name in (paths.CODE_DIFF, paths.ENVIRONMENT, paths.DATASET_FINGERPRINT,
+                                                       paths.EVENTS))
+    assert fingerprint["sha256"] == json.loads((run_dir / paths.DATASET_FINGERPRINT).read_text())["sha256"]
 
     leaks = [p for p in (root / "artifacts").rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert leaks == []
@@ -124,10 +118,10 @@ def test_end_records_index_checkpoints_and_log_the_end(tmp_path):
     write_log(tmp_path, log_lines(losses, evals, total=2))
     write_checkpoint(tmp_path, 2, losses, evals, 2)
     write_checkpoint(tmp_path, 3, losses, evals, 3, complete=False)
-    records.write_end_records(tmp_path, "crashed", -9)
-    index = [json.loads(line) for line in (tmp_path / records.CHECKPOINT_INDEX).read_text().splitlines()]
+    records.write_end_records(RunStore(tmp_path), "crashed", -9)
+    index = [json.loads(line) for line in (tmp_path / paths.CHECKPOINT_INDEX).read_text().splitlines()]
     assert [(c["step"], c["complete"], c["loss"], c["eval_loss"]) for c in index] == [
         (2, True, 2.5, 2.6), (3, False, 2.5, None)]
-    end = records.read_events(tmp_path)[-1]
+    end = RunStore(tmp_path).read_events()[-1]
     assert end["level"] == "WARNING" and end["message"] == "run ended"
     assert end["data"] == {"status": "crashed", "exit_code": -9, "checkpoints": 2, "complete_checkpoints": 1}

@@ -12,7 +12,7 @@ import pytest
 from sftpipe.runs import index as run_index
 from sftpipe.runs import status as run_status
 from sftpipe.cli import main
-from sftpipe.runs.provenance import Heartbeat
+from sftpipe.runs.store import Heartbeat, RunStore
 
 from tests.unit.runs.run_files import add_entry, log_lines, write_checkpoint, write_log, write_run_record
 
@@ -52,7 +52,7 @@ def test_progress_dedupes_resumed_steps_and_computes_rates(root):
     assert p["elapsed_s"] == 10 and p["eta_s"] == 10 and p["eta"] == "0:00:10"
     assert p["tokens_per_second"] == 256.0  # 5 * 512 tokens / 10 s
     # EMA over the deduplicated losses 3.0, 2.8, 2.45 (the resumed value), 2.4, 2.2
-    from sftpipe.report.plotting import ema
+    from sftpipe.runs.metrics import ema
     assert p["loss_ema"] == pytest.approx(ema([3.0, 2.8, 2.45, 2.4, 2.2], run_status.EMA_WEIGHT)[-1])
     assert p["latest_checkpoint_step"] == 2  # checkpoint-4 is incomplete
 
@@ -103,7 +103,7 @@ def test_other_host_uses_heartbeat(root):
     write_run_record(run, rid, 12345, host="gpu-node-17")
     ref = run_status.resolve_run(root, rid)
     assert run_status.derive_status(ref).status == "unknown"  # no heartbeat: cannot tell
-    Heartbeat(run, interval_s=15).beat()
+    Heartbeat(RunStore(run), interval_s=15).beat()
     assert run_status.derive_status(ref).status == "running"
     later = time.time() + run_status.STALE_AFTER_S + 1
     d = run_status.derive_status(ref, now=later)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sftpipe.training import train as launch
+from sftpipe.training import run_dir as launch
 from sftpipe.slurm import launch as slurm_launch
 from sftpipe.config import load
 
@@ -129,13 +129,6 @@ def test_world_change_detected_from_run_record(tmp_path):
     assert slurm_launch.same_training_except_world(cfg, prior)
     with pytest.raises(launch.RunDirError, match="trained on 4 ranks"):
         launch.prepare_run_dir(cfg)
-
-
-def test_final_status_follows_the_stop_requests_reason(tmp_path):
-    for requested, status in (("timeout", "timeout"), ("preempted", "preempted"), ("stopped", "stopped")):
-        (tmp_path / "stop_reason.json").write_text(json.dumps({"reason": "stop_file",
-                                                               "requested": {"reason": requested}}))
-        assert launch.final_status(1, tmp_path, None) == status
 
 
 def test_job_id_without_slurm_client_launches_locally_but_not_multi_node(tmp_path, monkeypatch, capsys):

@@ -10,7 +10,7 @@ import pytest
 from sftpipe.runs import index as run_index
 from sftpipe.training import stop
 from sftpipe.cli import main
-from sftpipe.training.train import STOP_FILE
+from sftpipe.paths import STOP_REQUEST as STOP_FILE
 from sftpipe.runs.status import resolve_run
 
 from tests.unit.runs.run_files import add_entry, write_run_record

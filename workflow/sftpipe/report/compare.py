@@ -15,11 +15,11 @@ from typing import Any
 
 import yaml
 
+from sftpipe import paths
 from sftpipe.util.redact import SECRET_NAME
 
-RUN_CONFIG = "run_config.yaml"
-LF_CONFIG = "llamafactory_config.yaml"
-COMPARE_DIR = Path("artifacts/compare")
+RUN_CONFIG = paths.RESOLVED_CONFIG
+LF_CONFIG = paths.LF_YAML
 ABSENT = "<absent>"
 SKIP_PREFIXES = ("runtime_info.output", "runtime_info.input.credentials")
 METRIC_KEYS = ("final_loss", "last_loss", "best_loss", "best_loss_step", "best_eval_loss", "best_eval_step",
@@ -95,7 +95,7 @@ def plot_comparison(result: dict[str, Any], out_png: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sftpipe.report.plotting import ema, smoothing_weight
+    from sftpipe.runs.metrics import ema, smoothing_weight
 
     fig, (ax_train, ax_eval) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -175,7 +175,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     except (RunNotFound, RunIndexError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    out = args.out or args.root / COMPARE_DIR / ("_vs_".join(r["label"] for r in result["runs"]) + ".png")
+    out = args.out or args.root / paths.COMPARE_DIR / ("_vs_".join(r["label"] for r in result["runs"]) + ".png")
     result["plot"] = str(plot_comparison(result, out))
     if args.json:
         for r in result["runs"]:
@@ -190,7 +190,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("compare", help="compare runs: config differences, key metrics, loss curves PNG")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run ids, run names or run directories (two or more)")
-    p.add_argument("--out", type=Path, help=f"PNG path (default {COMPARE_DIR}/<run>_vs_<run>.png)")
+    p.add_argument("--out", type=Path, help=f"PNG path (default {paths.COMPARE_DIR}/<run>_vs_<run>.png)")
     p.add_argument("--root", type=Path, default=Path("."), help="project root (default: current directory)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_compare)

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from sftpipe import paths
 from sftpipe.runs import checkpoints
 from sftpipe.runs.best import best_checkpoint
 from sftpipe.config import RunConfig
@@ -42,10 +43,10 @@ def build(cfg: RunConfig, manifest: dict[str, Any], metrics: dict[str, Any], plo
             "num_input_tokens_seen": summary.get("num_input_tokens_seen"),
         },
         "artifacts": {
-            "train_results": display_path(run_dir / "train_results.json", root),
+            "train_results": display_path(run_dir / paths.TRAIN_RESULTS, root),
             "train_loss_plot": display_path(plot, root),
             "training_log": manifest["console_log"],
-            "metrics": display_path(run_dir / "metrics.json", root),
+            "metrics": display_path(run_dir / paths.METRICS_JSON, root),
         },
         "training_curves": {"wandb_run_id": wandb_run_id(run_dir)},
     }

@@ -8,26 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sftpipe.runs.metrics import MetricsError, extract_metrics
+from sftpipe import paths
+from sftpipe.runs.metrics import MetricsError, ema, extract_metrics, smoothing_weight
 
-DEFAULT_PNG = "training_loss.png"
-
-
-def ema(values: list[float], weight: float) -> list[float]:
-    """Debiased exponential moving average (TensorBoard's smoothing): early points are not pulled to 0."""
-    out: list[float] = []
-    avg, norm = 0.0, 0.0
-    for v in values:
-        avg = weight * avg + (1 - weight) * v
-        norm = weight * norm + (1 - weight)
-        out.append(avg / norm)
-    return out
-
-
-def smoothing_weight(n_points: int) -> float:
-    """Heavier smoothing for longer runs: ~n/10 points of memory, between 0 and 0.95."""
-    span = n_points / 10
-    return 0.0 if span <= 1 else min(0.95, 1 - 2 / (span + 1))
+DEFAULT_PNG = paths.LOSS_PLOT
 
 
 def _points(series: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:

@@ -30,10 +30,11 @@ from typing import Any
 
 import yaml
 
-from sftpipe.runs.provenance import sha256_file
+from sftpipe import paths
+from sftpipe.runs.provenance import dataset_fingerprint, sha256_file
+from sftpipe.runs.store import RunStore
 
 MANIFEST = "model.yaml"
-PUBLISHED_ROOT = Path("artifacts/published")
 WEIGHT_GLOBS = ("model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin",
                 "pytorch_model.bin.index.json")
 MODEL_FILES = ("config.json", "generation_config.json")
@@ -85,7 +86,7 @@ def select_checkpoint(run_dir: Path, which: str) -> dict[str, Any]:
 
 
 def _base_model_dir(run_dir: Path, root: Path) -> Path | None:
-    lf = _read_yaml(run_dir / "llamafactory_config.yaml")
+    lf = _read_yaml(run_dir / paths.LF_YAML)
     base = lf.get("model_name_or_path")
     if not base:
         return None
@@ -155,12 +156,10 @@ def _copy_support_files(sources: list[Path], dest: Path) -> dict[str, str]:
 
 def _dataset_refs(run_dir: Path, root: Path) -> list[dict[str, Any]]:
     """The run's data: its start-of-run dataset.json record, else fingerprinted now from the LF config."""
-    from sftpipe.runs.provenance import DATASET, dataset_fingerprint
-
-    recorded = _read_json(run_dir / DATASET)
+    recorded = RunStore(run_dir).read_dataset_fingerprint()
     if recorded:
         return [recorded | {"recorded": "at run start"}]
-    lf = _read_yaml(run_dir / "llamafactory_config.yaml")
+    lf = _read_yaml(run_dir / paths.LF_YAML)
     if not lf.get("dataset"):
         return []
     dataset_dir = Path(lf.get("dataset_dir") or "data")
@@ -193,15 +192,15 @@ def publish(root: Path, run_ref: str | None, name: str, version: str, checkpoint
     root = Path(root)
     ref = resolve_run(root, run_ref)
     row = select_checkpoint(ref.run_dir, checkpoint)
-    target = Path(out_dir) if out_dir else root / PUBLISHED_ROOT / name / version
+    target = Path(out_dir) if out_dir else root / paths.PUBLISHED_ROOT / name / version
     if target.exists():
         raise PublishError(f"{target} already exists; a published version is immutable (bump --version)")
     ckpt = Path(row["path"])
-    run_record = _read_json(ref.run_dir / "run.json")
-    run_config = _read_yaml(ref.run_dir / "run_config.yaml")
-    lf = _read_yaml(ref.run_dir / "llamafactory_config.yaml")
+    run_record = RunStore(ref.run_dir).read_run_record() or {}
+    run_config = _read_yaml(ref.run_dir / paths.RESOLVED_CONFIG)
+    lf = _read_yaml(ref.run_dir / paths.LF_YAML)
     base = _base_model_dir(ref.run_dir, root)
-    state = _read_json(ckpt / "trainer_state.json")
+    state = _read_json(ckpt / paths.TRAINER_STATE)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -211,7 +210,7 @@ def publish(root: Path, run_ref: str | None, name: str, version: str, checkpoint
         missing = [n for n in ("config.json", "tokenizer_config.json") if n not in origin]
         if missing:
             raise PublishError(f"no {', '.join(missing)} in {ckpt}, the run directory or the base model")
-        lf_yaml = ref.run_dir / "llamafactory_config.yaml"
+        lf_yaml = ref.run_dir / paths.LF_YAML
         manifest = {
             "name": name,
             "version": version,
@@ -314,7 +313,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default="best", help="best | latest | STEP (default best)")
     p.add_argument("--name", help="model name")
     p.add_argument("--version", help="version X.Y.Z")
-    p.add_argument("--out", type=Path, help=f"target directory (default {PUBLISHED_ROOT}/<name>/<version>)")
+    p.add_argument("--out", type=Path, help=f"target directory (default {paths.PUBLISHED_ROOT}/<name>/<version>)")
     p.add_argument("--verify", type=Path, metavar="DIR", help="re-check every file hash of a published directory")
     p.add_argument("--root", type=Path, default=Path("."), help="project root (default: current directory)")
     p.add_argument("--json", action="store_true")

@@ -22,18 +22,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sftpipe import paths
 from sftpipe.runs import checkpoints
+from sftpipe.runs.metrics import MetricsError, extract_metrics, read_trainer_log
 
 METRICS = ("auto", "eval_loss", "loss")
 
 
 def _metric_rows(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Per-step rows from sftpipe.runs.metrics; train losses it lacks are filled from trainer_log.jsonl."""
-    from sftpipe.runs.metrics import TRAINER_LOG, MetricsError, extract_metrics, read_trainer_log
-
     try:
         series = extract_metrics(run_dir)["series"]
-        log = Path(run_dir) / TRAINER_LOG
+        log = Path(run_dir) / paths.TRAINER_LOG
         lines = read_trainer_log(log, [])[0] if log.is_file() else []
     except MetricsError as exc:
         return [], [str(exc)]
@@ -47,25 +47,12 @@ def _metric_rows(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return [rows[s] for s in sorted(rows)], []
 
 
-def has_zero_shards(path: Path) -> bool:
-    """A DeepSpeed checkpoint whose `latest` tag names a non-empty global_stepN directory."""
-    latest = Path(path) / "latest"
-    if not latest.is_file():
-        return False
-    tag_dir = Path(path) / latest.read_text().strip()
-    return tag_dir.is_dir() and any(tag_dir.glob("*model_states.pt"))
-
-
 def checkpoint_table(run_dir: Path, model_only: bool = False) -> list[dict[str, Any]]:
     """Every checkpoint-N of the run, oldest first, with completeness and metrics at its step."""
     run_dir = Path(run_dir)
     series, _ = _metric_rows(run_dir)
     rows = []
     for ckpt in checkpoints.list_checkpoints(run_dir, model_only):
-        if not ckpt.complete and ckpt.problem == "no model weights" and has_zero_shards(ckpt.path):
-            # ZeRO-3 with stage3_gather_16bit_weights_on_model_save off: HF removes the (empty) weights file
-            # and the weights live only in the shards, which sft publish consolidates.
-            ckpt = checkpoints.Checkpoint(ckpt.path, ckpt.step, True)
         losses = [r for r in series if r["step"] <= ckpt.step and isinstance(r.get("loss"), (int, float))]
         at = next((r for r in series if r["step"] == ckpt.step), {})
         mtime = ckpt.path.stat().st_mtime

@@ -22,36 +22,22 @@ from typing import Any
 
 import yaml
 
+from sftpipe.runs.ending import ACTIVE_STATUSES, STATUSES
 from sftpipe.util.fs import atomic_write_bytes, file_lock
+from sftpipe.util.timefmt import utc_now
 from sftpipe.util.yamltext import YamlValueError, needs_quotes, plain_yaml_value
 
 FIELDS = ("id", "block", "variant", "status", "exit_code", "run_dir", "log", "started_at", "last_updated",
           "completed_at", "config_hash", "git_commit", "data_name", "checkpoint_path", "best_checkpoint",
           "final_loss", "slurm_job_id", "slurm_nodes", "slurm_restart_count", "requeue", "records", "error")
-STATUSES = frozenset({"queued", "running", "completed", "failed", "interrupted", "stopped", "timeout",
-                      "preempted", "crashed", "unknown"})
-ACTIVE_STATUSES = frozenset({"queued", "running"})
 TIME_FIELDS = ("started_at", "last_updated", "completed_at")
 HEADER = "# Run history: one entry per run, newest last (written by sftpipe.runs.index; times UTC).\n"
 _TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_INTERRUPT_CODES = frozenset({130, 143, -2, -15})  # SIGINT/SIGTERM as shell codes and as Python reports them
 
 
 class RunIndexError(RuntimeError):
     """An invalid entry or an index file that cannot be read; nothing was written."""
-
-
-def utc_now() -> str:
-    """Current time as UTC ISO 8601 with a Z suffix, second precision."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def status_from_exit_code(code: int) -> str:
-    """Launcher exit code → status: 0 completed, SIGINT/SIGTERM interrupted, anything else failed."""
-    if code == 0:
-        return "completed"
-    return "interrupted" if code in _INTERRUPT_CODES else "failed"
 
 
 def _validate(entry: dict[str, Any]) -> dict[str, Any]:

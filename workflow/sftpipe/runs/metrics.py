@@ -34,15 +34,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sftpipe import paths
 from sftpipe.util.fs import atomic_write_bytes
 from sftpipe.util.timefmt import parse_duration
 
-TRAINER_STATE = "trainer_state.json"
-TRAINER_LOG = "trainer_log.jsonl"
-TRAIN_RESULTS = "train_results.json"
-ALL_RESULTS = "all_results.json"
-METRICS_JSON = "metrics.json"
-METRICS_JSONL = "metrics.jsonl"
 
 # Fields of one series row, in output order.
 SERIES_FIELDS = ("step", "loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "num_input_tokens_seen")
@@ -67,6 +62,23 @@ def _finite(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
+
+
+def ema(values: list[float], weight: float) -> list[float]:
+    """Debiased exponential moving average (TensorBoard's smoothing): early points are not pulled to 0."""
+    out: list[float] = []
+    avg, norm = 0.0, 0.0
+    for v in values:
+        avg = weight * avg + (1 - weight) * v
+        norm = weight * norm + (1 - weight)
+        out.append(avg / norm)
+    return out
+
+
+def smoothing_weight(n_points: int) -> float:
+    """Heavier smoothing for longer runs: ~n/10 points of memory, between 0 and 0.95."""
+    span = n_points / 10
+    return 0.0 if span <= 1 else min(0.95, 1 - 2 / (span + 1))
 
 
 def read_trainer_log(path: Path, warnings: list[str]) -> tuple[list[dict[str, Any]], int, int]:
@@ -128,7 +140,7 @@ def _latest_checkpoint_state(run_dir: Path) -> Path | None:
     best: tuple[int, Path] | None = None
     for child in run_dir.iterdir() if run_dir.is_dir() else ():
         match = _CHECKPOINT_RE.match(child.name)
-        state = child / TRAINER_STATE
+        state = child / paths.TRAINER_STATE
         if match and state.is_file() and (best is None or int(match.group(1)) > best[0]):
             best = (int(match.group(1)), state)
     return best[1] if best else None
@@ -186,11 +198,11 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
     warnings: list[str] = []
     sources: dict[str, str] = {}
 
-    state_path = run_dir / TRAINER_STATE
+    state_path = run_dir / paths.TRAINER_STATE
     if not state_path.is_file():
         state_path = _latest_checkpoint_state(run_dir)
         if state_path is not None:
-            warnings.append(f"no {TRAINER_STATE} in the run directory (run not finished): "
+            warnings.append(f"no {paths.TRAINER_STATE} in the run directory (run not finished): "
                             f"history up to the newest checkpoint from {state_path.relative_to(run_dir)}")
     state: dict[str, Any] | None = None
     if state_path is not None:
@@ -199,15 +211,15 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
             raise MetricsError(f"{state_path}: no 'log_history' list")
         sources["trainer_state"] = str(state_path)
 
-    log_path = run_dir / TRAINER_LOG
+    log_path = run_dir / paths.TRAINER_LOG
     log_lines: list[dict[str, Any]] = []
     duplicates = restarts = 0
     if log_path.is_file():
         log_lines, duplicates, restarts = read_trainer_log(log_path, warnings)
         sources["trainer_log"] = str(log_path)
     if state is None and not log_path.is_file():
-        raise MetricsError(f"{run_dir}: no training records ({TRAINER_STATE}, checkpoint-*/{TRAINER_STATE} "
-                           f"or {TRAINER_LOG}); training has not logged a step yet or this is not a run dir")
+        raise MetricsError(f"{run_dir}: no training records ({paths.TRAINER_STATE}, checkpoint-*/{paths.TRAINER_STATE} "
+                           f"or {paths.TRAINER_LOG}); training has not logged a step yet or this is not a run dir")
 
     rows: dict[int, dict[str, Any]] = {}
     final_entry: dict[str, Any] | None = None
@@ -221,7 +233,7 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
                   if "loss" in line and line["current_steps"] in rows and rows[line["current_steps"]]["loss"]
                   is not None and not _same(line["loss"], rows[line["current_steps"]]["loss"])]
     if mismatched:
-        warnings.append(f"{TRAINER_LOG} and {state_path.name if state_path else TRAINER_STATE} disagree on the "
+        warnings.append(f"{paths.TRAINER_LOG} and {state_path.name if state_path else paths.TRAINER_STATE} disagree on the "
                         f"loss at steps {mismatched[:10]}: the state file may be from an earlier run in this "
                         f"directory; values shown are the state file's")
     _merge_log(rows, log_lines, state_step)
@@ -231,7 +243,7 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
     current_step = max([state_step, *(line["current_steps"] for line in log_lines)])
     # Results files describe the end of a training call; after a resume that goes beyond it they are stale.
     results: dict[str, Any] = {}
-    for name in (ALL_RESULTS, TRAIN_RESULTS):  # train_results wins on shared keys
+    for name in (paths.ALL_RESULTS, paths.TRAIN_RESULTS):  # train_results wins on shared keys
         path = run_dir / name
         if path.is_file():
             data = _read_json(path)
@@ -241,7 +253,7 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
             sources[name.removesuffix(".json")] = str(path)
     finished = final_entry is not None and state_step >= current_step
     if results and not finished:
-        warnings.append(f"{TRAIN_RESULTS}/{ALL_RESULTS} ignored: the run directory's {TRAINER_STATE} does not "
+        warnings.append(f"{paths.TRAIN_RESULTS}/{paths.ALL_RESULTS} ignored: the run directory's {paths.TRAINER_STATE} does not "
                         f"confirm they cover the last logged step {current_step} (resumed or still writing)")
         results = {}
     if not finished:
@@ -261,7 +273,7 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
     if finished and restarts:
         # transformers divides the loss summed since the resume by ALL steps (Trainer._total_loss_scalar
         # restarts at 0), so train_results.json's train_loss is too low after a resume.
-        warnings.append(f"resumed run: {TRAIN_RESULTS} train_loss {final_loss} only sums the steps after the "
+        warnings.append(f"resumed run: {paths.TRAIN_RESULTS} train_loss {final_loss} only sums the steps after the "
                         f"resume; final_loss is the step-weighted mean of the logged losses instead, and "
                         f"train_runtime/samples/steps per second cover the last attempt only")
         final_loss = weighted_mean
@@ -316,8 +328,8 @@ def write_metrics(run_dir: Path, out_json: Path | None = None, out_jsonl: Path |
     """Write metrics.json (summary + series) and metrics.jsonl (one object per logged step)."""
     run_dir = Path(run_dir)
     metrics = extract_metrics(run_dir)
-    out_json = Path(out_json) if out_json else run_dir / METRICS_JSON
-    out_jsonl = Path(out_jsonl) if out_jsonl else run_dir / METRICS_JSONL
+    out_json = Path(out_json) if out_json else run_dir / paths.METRICS_JSON
+    out_jsonl = Path(out_jsonl) if out_jsonl else run_dir / paths.METRICS_JSONL
     atomic_write_bytes(out_json, (json.dumps(metrics, indent=2) + "\n").encode())
     atomic_write_bytes(out_jsonl, "".join(json.dumps(row) + "\n" for row in metrics["series"]).encode())
     return metrics
@@ -351,7 +363,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("metrics", help="summarise a run directory's training metrics")
     p.add_argument("run_dir", type=Path, help="LLaMA-Factory output_dir of the run")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--write", action="store_true", help=f"also write {METRICS_JSON} and {METRICS_JSONL} there")
-    p.add_argument("--out-json", type=Path, help=f"write the metrics here instead of RUN_DIR/{METRICS_JSON}")
-    p.add_argument("--out-jsonl", type=Path, help=f"write the series here instead of RUN_DIR/{METRICS_JSONL}")
+    p.add_argument("--write", action="store_true", help=f"also write {paths.METRICS_JSON} and {paths.METRICS_JSONL} there")
+    p.add_argument("--out-json", type=Path, help=f"write the metrics here instead of RUN_DIR/{paths.METRICS_JSON}")
+    p.add_argument("--out-jsonl", type=Path, help=f"write the series here instead of RUN_DIR/{paths.METRICS_JSONL}")
     p.set_defaults(func=_cmd_metrics)

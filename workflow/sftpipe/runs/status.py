@@ -25,18 +25,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sftpipe import paths
+from sftpipe.paths import INDEX_PATH, MODEL_ROOT
 from sftpipe.runs import checkpoints
 from sftpipe.runs import index as run_index
-from sftpipe.paths import INDEX_PATH, MODEL_ROOT
+from sftpipe.runs.ending import ACTIVE_STATUSES, STATUSES, TERMINAL_STATUSES, status_from_stop_reason
+from sftpipe.runs.metrics import MetricsError, ema, read_trainer_log
+from sftpipe.runs.store import RunStore
+from sftpipe.slurm import env as slurm_env
+from sftpipe.slurm.launch import time_left_s
+from sftpipe.util.timefmt import format_duration, iso_of, parse_duration, unix_of
 
-RUN_RECORD = "run.json"  # written by sftpipe.training.train
-STOP_REASON = "stop_reason.json"  # written by sftpipe.training.lf_entry
-HEARTBEAT = "heartbeat.json"  # written by sftpipe.runs.provenance.heartbeat
-TRAINER_LOG = "trainer_log.jsonl"
 # A heartbeat is rewritten every ~15 s; four missed beats (shared filesystems lag) mean the writer is gone.
 STALE_AFTER_S = float(os.environ.get("SFT_HEARTBEAT_STALE_S", "120"))
 EMA_WEIGHT = 0.9
-TERMINAL = run_index.STATUSES - run_index.ACTIVE_STATUSES - {"unknown"}
 # slurm_env.JOB_STATES → our statuses (a job that ended while the index still says running).
 _SLURM_END = {"completed": "unknown", "failed": "crashed", "timeout": "timeout", "preempted": "preempted",
               "node_fail": "crashed", "cancelled": "stopped", "oom": "crashed", "unknown": "unknown"}
@@ -63,14 +65,6 @@ class RunRef:
         return self.run_id or self.run_dir.name
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def entry_run_dir(root: Path, entry: dict[str, Any]) -> Path:
     path = Path(entry.get("run_dir") or "")
     return path if path.is_absolute() else root / path
@@ -93,7 +87,7 @@ def resolve_run(root: Path, ref: str | None, index_path: Path | None = None) -> 
         if Path(str(entry.get("run_dir") or "")).name == ref or (as_path.exists() and _same(run_dir, as_path)):
             return RunRef(run_dir, entry, root)
     for candidate in (as_path, root / MODEL_ROOT / ref):
-        if (candidate / RUN_RECORD).is_file() or (candidate / TRAINER_LOG).is_file():
+        if (candidate / paths.RUN_RECORD).is_file() or (candidate / paths.TRAINER_LOG).is_file():
             return RunRef(candidate, None, root)
     raise RunNotFound(f"{ref!r} is neither a run id, a run name in the index, nor a run directory")
 
@@ -105,44 +99,8 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
-def parse_duration(text: Any) -> float | None:
-    """LF's "H:MM:SS" (or "N day(s), H:MM:SS") → seconds."""
-    if not isinstance(text, str):
-        return None
-    m = re.fullmatch(r"\s*(?:(\d+) days?, )?(\d+):(\d\d):(\d\d)(?:\.\d+)?\s*", text)
-    if not m:
-        return None
-    days, h, mi, s = (int(g) if g else 0 for g in m.groups())
-    return float(((days * 24 + h) * 60 + mi) * 60 + s)
-
-
-def _fmt_seconds(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    seconds = round(seconds)
-    d, rest = divmod(seconds, 86400)
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    return (f"{d}d " if d else "") + f"{h}:{m:02d}:{s:02d}"
-
-
-def _unix(text: Any) -> float | None:
-    """run_index.utc_now() text → unix time."""
-    try:
-        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def progress(run_dir: Path) -> dict[str, Any]:
     """Live progress from trainer_log.jsonl (empty values when nothing is logged yet)."""
-    from sftpipe.runs.metrics import MetricsError, read_trainer_log
-    from sftpipe.report.plotting import ema
-
     run_dir = Path(run_dir)
     out: dict[str, Any] = {"step": None, "total_steps": None, "percentage": None, "loss": None,
                            "loss_ema": None, "eval_loss": None, "eval_step": None, "learning_rate": None,
@@ -152,7 +110,7 @@ def progress(run_dir: Path) -> dict[str, Any]:
     good = checkpoints.latest_complete(run_dir)
     if good:
         out["latest_checkpoint"], out["latest_checkpoint_step"] = str(good.path), good.step
-    log = run_dir / TRAINER_LOG
+    log = RunStore(run_dir).trainer_log
     if not log.is_file():
         return out
     try:
@@ -160,7 +118,7 @@ def progress(run_dir: Path) -> dict[str, Any]:
     except MetricsError as exc:
         out["warnings"].append(str(exc))
         return out
-    out["log_updated_at"] = _iso(log.stat().st_mtime)
+    out["log_updated_at"] = iso_of(log.stat().st_mtime)
     if not lines:
         return out
     last = lines[-1]
@@ -187,7 +145,7 @@ def progress(run_dir: Path) -> dict[str, Any]:
     remaining = parse_duration(last.get("remaining_time"))
     if remaining is None and elapsed and isinstance(step, int) and step > 0 and isinstance(total, int):
         remaining = elapsed / step * max(0, total - step)
-    out["eta_s"], out["eta"] = remaining, _fmt_seconds(remaining)
+    out["eta_s"], out["eta"] = remaining, format_duration(remaining)
     return out
 
 
@@ -222,19 +180,6 @@ def pid_alive(pid: int, started_at: float | None = None) -> bool:
     return not (started_at is not None and began is not None and began > started_at + 5)
 
 
-def status_from_stop_reason(stop: dict[str, Any]) -> str:
-    """stop_reason.json (sftpipe.training.lf_entry) → stopped / timeout / preempted / interrupted."""
-    reason = str(stop.get("reason", ""))
-    requested = stop.get("requested") if isinstance(stop.get("requested"), dict) else {}
-    if reason in ("stopped", "timeout", "preempted", "interrupted"):
-        return reason
-    if reason == "stop_file":  # lf_entry honoured the stop file; its own reason, when copied, wins
-        return str(requested.get("reason") or "stopped")
-    if reason == "signal":
-        return "timeout" if stop.get("signal") == "SIGUSR1" else "interrupted"
-    return "interrupted"
-
-
 @dataclass
 class Derived:
     status: str
@@ -249,9 +194,10 @@ def derive_status(ref: RunRef, now: float | None = None, stale_after_s: float = 
     now = time.time() if now is None else now
     entry, run_dir = ref.entry, ref.run_dir
     recorded = entry.get("status") if entry else None
-    record = _read_json(run_dir / RUN_RECORD) or {}
-    beat = _read_json(run_dir / HEARTBEAT)
-    stop = _read_json(run_dir / STOP_REASON)
+    store = RunStore(run_dir)
+    record = store.read_run_record() or {}
+    beat = store.read_heartbeat()
+    stop = store.read_stop_reason()
     evidence: dict[str, Any] = {"pid": record.get("pid"), "host": record.get("host")}
     if beat and isinstance(beat.get("unix_time"), (int, float)):
         evidence["heartbeat_age_s"] = round(now - beat["unix_time"], 1)
@@ -259,14 +205,13 @@ def derive_status(ref: RunRef, now: float | None = None, stale_after_s: float = 
         recorded = record.get("status") or ("running" if record else None)
         if recorded is None:
             return Derived("unknown", None, "no index entry and no run.json", evidence)
-    if recorded not in run_index.ACTIVE_STATUSES:
+    if recorded not in ACTIVE_STATUSES:
         return Derived(recorded, recorded, "recorded by the launcher", evidence)
 
     job = (entry or {}).get("slurm_job_id")
     if job:
         state = slurm_state
         if state is None:
-            from sftpipe.slurm import env as slurm_env
             try:
                 state = slurm_env.slurm_job_state(job)
             except slurm_env.SlurmEnvError as exc:
@@ -274,8 +219,6 @@ def derive_status(ref: RunRef, now: float | None = None, stale_after_s: float = 
                 state = None
         evidence["slurm_state"] = state
         if state == "running" and slurm_state is None:  # live cluster: how long SLURM still gives it
-            from sftpipe.slurm.launch import time_left_s
-
             evidence["slurm_time_left_s"] = time_left_s(str(job))
         if state == "queued":
             return Derived("queued", recorded, f"SLURM job {job} is pending", evidence)
@@ -286,7 +229,7 @@ def derive_status(ref: RunRef, now: float | None = None, stale_after_s: float = 
 
     pid, host = record.get("pid"), record.get("host")
     if isinstance(pid, int) and host == socket.gethostname():
-        alive = pid_alive(pid, _unix(record.get("started_at")))
+        alive = pid_alive(pid, unix_of(record.get("started_at")))
         evidence["pid_alive"] = alive
         if alive:
             return Derived("running", recorded, f"launcher pid {pid} is alive", evidence)
@@ -329,11 +272,11 @@ def reconcile(root: Path, index_path: Path | None = None, **kw: Any) -> list[dic
     index_path = index_path or Path(root) / INDEX_PATH
     changed = []
     for entry in run_index.read_entries(index_path):
-        if entry.get("status") not in run_index.ACTIVE_STATUSES:
+        if entry.get("status") not in ACTIVE_STATUSES:
             continue
         ref = RunRef(entry_run_dir(Path(root), entry), entry, Path(root))
         derived = derive_status(ref, **kw)
-        if derived.status in TERMINAL:
+        if derived.status in TERMINAL_STATUSES:
             run_index.update_entry(index_path, entry["id"], status=derived.status,
                                    error=f"reconciled by sft status: {derived.reason}")
             changed.append({"id": entry["id"], "from": entry["status"], "to": derived.status,
@@ -354,7 +297,7 @@ def list_runs(root: Path, status: str | None = None, variant: str | None = None,
         derived = derive_status(ref, **kw)
         if status is not None and derived.status != status:
             continue
-        prog = progress(ref.run_dir) if derived.status in run_index.ACTIVE_STATUSES else {}
+        prog = progress(ref.run_dir) if derived.status in ACTIVE_STATUSES else {}
         rows.append({"id": entry["id"], "status": derived.status, "recorded_status": entry.get("status"),
                      "variant": entry.get("variant"), "data_name": entry.get("data_name"),
                      "run_dir": entry.get("run_dir"), "started_at": entry.get("started_at"),
@@ -449,7 +392,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_status)
 
     p = subparsers.add_parser("runs", help="list runs, newest first, with their derived status")
-    p.add_argument("--status", choices=sorted(run_index.STATUSES))
+    p.add_argument("--status", choices=sorted(STATUSES))
     p.add_argument("--variant", help="only runs of this variant ('' = the base config)")
     p.add_argument("--data", help="only runs trained on this data_name")
     p.add_argument("--root", type=Path, default=Path("."), help="project root (default: current directory)")

@@ -39,10 +39,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from sftpipe.util.fs import atomic_write_json
+from sftpipe.runs import checkpoints
+from sftpipe.runs.store import RunStore, read_json
 
 STOP_EXIT_CODE = 75  # EX_TEMPFAIL: stopped on request, resumable
-STOP_REASON_FILE = "stop_reason.json"
 STOP_FILE_ENV = "SFT_STOP_FILE"
 EXTRA_CALLBACKS_ENV = "SFT_EXTRA_CALLBACKS"
 
@@ -121,12 +121,12 @@ class StopOnRequestCallback(TrainerCallback):
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             self.reason.update(
                 checkpoint=str(ckpt),
-                checkpoint_complete=_checkpoint_complete(ckpt, zero=bool(args.deepspeed)),
+                checkpoint_complete=checkpoints.check(ckpt, state.global_step, bool(args.save_only_model)).complete,
                 time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             )
             if self.reason["reason"] == "stop_file" and self.stop_file is not None:
-                self.reason["requested"] = _read_request(self.stop_file)
-            atomic_write_json(Path(args.output_dir) / STOP_REASON_FILE, self.reason)
+                self.reason["requested"] = read_json(self.stop_file)
+            RunStore(args.output_dir).write_stop_reason(self.reason)
             if self.reason["reason"] == "stop_file" and self.stop_file is not None:
                 self.stop_file.unlink(missing_ok=True)  # honoured; a resumed run must not stop again
         _barrier()
@@ -157,34 +157,11 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _checkpoint_complete(ckpt: Path, zero: bool) -> bool:
-    """trainer_state.json is written last by the Trainer; DeepSpeed adds `latest` + its shard dir."""
-    if not (ckpt / "trainer_state.json").is_file():
-        return False
-    if not zero:
-        return True
-    latest = ckpt / "latest"
-    return latest.is_file() and (ckpt / latest.read_text().strip()).is_dir()
-
-
-def _read_request(stop_file: Path) -> dict[str, Any] | None:
-    """The stop file's content when it is a JSON object (the launcher writes why it asked)."""
-    try:
-        data = json.loads(stop_file.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _archive_stale_stop_reason(output_dir: Path) -> None:
     """A resumed run keeps the previous stop record under a step-numbered name."""
-    path = output_dir / STOP_REASON_FILE
-    if path.is_file():
-        try:
-            step = json.loads(path.read_text()).get("step", "unknown")
-        except (json.JSONDecodeError, AttributeError):
-            step = "unknown"
-        os.replace(path, output_dir / f"stop_reason.step{step}.json")
+    store = RunStore(output_dir)
+    previous = store.read_stop_reason() or {}
+    store.archive_stop_reason(f"step{previous.get('step', 'unknown')}")
 
 
 def extra_callbacks_from_env() -> list[TrainerCallback]:

@@ -1,6 +1,6 @@
 """`sft stop RUN`: ask a run to save a complete checkpoint and exit (status `stopped`).
 
-The mechanism is the run directory's stop file (launch.request_stop, reason "stopped"): every rank
+The mechanism is the run directory's stop file (RunStore.request_stop, reason "stopped"): every rank
 of sftpipe.training.lf_entry polls it, agrees on a step, checkpoints and exits; it works for local and SLURM
 runs alike because the run directory is on the shared filesystem. A SLURM job still PENDING has no
 process to read a file, so it is cancelled with scancel and recorded `stopped` right away.
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from sftpipe.runs import index as run_index
+from sftpipe.runs.ending import ACTIVE_STATUSES
+from sftpipe.runs.store import RunStore
 from sftpipe.paths import INDEX_PATH
 from sftpipe.runs.status import RunNotFound, RunRef, derive_status, resolve_run
 
@@ -46,11 +48,8 @@ def signal_slurm_job(job_id: str, signal: str | None = None, batch_only: bool = 
 
 def request_run_stop(ref: RunRef, detail: str | None = None, **derive_kw: Any) -> dict[str, Any]:
     """Write the stop request for an active run (or cancel a queued SLURM job); return what was done."""
-    from sftpipe.training.train import STOP_FILE as LAUNCH_STOP_FILE
-    from sftpipe.training.train import request_stop
-
     derived = derive_status(ref, **derive_kw)
-    if derived.status not in run_index.ACTIVE_STATUSES:
+    if derived.status not in ACTIVE_STATUSES:
         raise StopError(f"run {ref.name} is {derived.status} ({derived.reason}); nothing to stop")
     detail = detail or f"sft stop by {getpass.getuser()}@{socket.gethostname()}"
     job = (ref.entry or {}).get("slurm_job_id")
@@ -62,9 +61,9 @@ def request_run_stop(ref: RunRef, detail: str | None = None, **derive_kw: Any) -
                                    error=f"cancelled while queued ({detail})")
         action.update(action="cancelled queued SLURM job", slurm_job_id=job)
         return action
-    stop_file = ref.run_dir / LAUNCH_STOP_FILE
-    request_stop(stop_file, "stopped", detail)
-    action.update(action="stop requested", stop_file=str(stop_file))
+    store = RunStore(ref.run_dir)
+    store.request_stop("stopped", detail)
+    action.update(action="stop requested", stop_file=str(store.stop_request_path))
     if job:
         action["slurm_job_id"] = job
     return action
@@ -77,7 +76,7 @@ def wait_for_end(ref: RunRef, timeout_s: float | None = None, poll_s: float = 2.
         entry = run_index.find_entry(ref.root / INDEX_PATH, ref.run_id) if ref.run_id else None
         current = RunRef(ref.run_dir, entry, ref.root)
         status = derive_status(current, **derive_kw).status
-        if status not in run_index.ACTIVE_STATUSES:
+        if status not in ACTIVE_STATUSES:
             return status
         if deadline is not None and time.monotonic() >= deadline:
             return status
@@ -100,7 +99,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
         print(f"{action['action']} for {ref.name} ({action['run_dir']})")
         if "final_status" in action:
             print(f"final status: {action['final_status']}")
-    return 0 if action.get("final_status", "stopped") not in run_index.ACTIVE_STATUSES else 3
+    return 0 if action.get("final_status", "stopped") not in ACTIVE_STATUSES else 3
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
