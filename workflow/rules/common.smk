@@ -1,6 +1,5 @@
 # Config validation, the runs and datasets of this invocation, path helpers and input functions.
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -29,16 +28,18 @@ envvars:
 
 
 # Every job runs `sft` from the locked training environment (meta_info.environment.sft_uv), or from
-# the environment running Snakemake when that one is not built: jobs inherit this PATH (SLURM too).
+# the environment running Snakemake when that one is not built. The path is spelled out in each command
+# instead of changing PATH: loading the workflow has no side effects.
 _ENV_BIN = Path(PLAN.env_dir) / "bin"
-_BIN = _ENV_BIN if (_ENV_BIN / "sft").exists() else Path(sys.executable).parent
-os.environ["PATH"] = f"{_BIN.resolve()}{os.pathsep}{os.environ.get('PATH', '')}"
+SFT = str(
+    (
+        (_ENV_BIN if (_ENV_BIN / "sft").exists() else Path(sys.executable).parent)
+        / "sft"
+    ).resolve()
+)
 CONFIG_FILE = workflow.configfiles[0] if workflow.configfiles else "config/config.yaml"
 
-LF_DATA = str(sftpaths.LF_DATA_DIR)
-DATASET_INFO = f"{LF_DATA}/dataset_info.json"
-MODEL_ROOT = str(sftpaths.MODEL_ROOT)
-RULE_LOGS = "artifacts/logs/rules"
+DATASET_INFO = str(sftpaths.DATASET_INFO)
 
 
 wildcard_constraints:
@@ -52,7 +53,7 @@ def json_param(obj):
 
 
 def run_dir_of(wildcards):
-    return f"{MODEL_ROOT}/{wildcards.run}"
+    return str(sftpaths.run_dir(wildcards.run))
 
 
 def run_cfg(wildcards):
@@ -97,7 +98,7 @@ def tokenizer_inputs_for_data(wildcards):
 
 # ---- training side ---------------------------------------------------------------------------
 def run_registration(wildcards):
-    return f"{LF_DATA}/.registered/{run_cfg(wildcards).data_name}.json"
+    return str(sftpaths.registered_marker(run_cfg(wildcards).data_name))
 
 
 def run_data_file(wildcards):

@@ -7,28 +7,28 @@ rule convert:
         job=harbor_job_dir,
         tokenizer=tokenizer_inputs_for_data,
     output:
-        lf=f"{LF_DATA}/{{data}}.json",
-        im="artifacts/data/{data}.im.jsonl",
+        lf=str(sftpaths.lf_data_file("{data}")),
+        im=str(sftpaths.im_file("{data}")),
         stats=report(
-            "artifacts/data/{data}.stats.json",
+            str(sftpaths.stats_file("{data}")),
             caption="../report/conversion_stats.rst",
             category="Data",
             subcategory="{data}",
         ),
         report=report(
-            "artifacts/data/{data}.report.json",
+            str(sftpaths.report_file("{data}")),
             caption="../report/conversion_report.rst",
             category="Data",
             subcategory="{data}",
         ),
     log:
-        f"{RULE_LOGS}/convert_{{data}}.log",
+        str(sftpaths.rule_log("convert", "{data}")),
     threads: workflow.cores
     params:
         conversion=conversion_params,
         config_args=data_config_args,
     shell:
-        "sft convert-config {params.config_args} --out-dir artifacts/data > {log} 2>&1"
+        "{SFT} convert-config {params.config_args} --out-dir artifacts/data > {log} 2>&1"
 
 
 rule register:
@@ -36,16 +36,16 @@ rule register:
     input:
         registration_inputs,
     output:
-        f"{LF_DATA}/.registered/{{data}}.json",
+        str(sftpaths.registered_marker("{data}")),
     log:
-        f"{RULE_LOGS}/register_{{data}}.log",
+        str(sftpaths.rule_log("register", "{data}")),
     localrule: True
     params:
         registration=registration_params,
         config_args=data_config_args,
         dataset_info=DATASET_INFO,
     shell:
-        "sft register {params.config_args} --dataset-info {params.dataset_info} --marker {output} > {log} 2>&1"
+        "{SFT} register {params.config_args} --dataset-info {params.dataset_info} --marker {output} > {log} 2>&1"
 
 
 rule tokenize:
@@ -54,13 +54,13 @@ rule tokenize:
     The directory name is a hash of every setting that changes tokens; data and tokenizer are inputs.
     """
     input:
-        registered=f"{LF_DATA}/.registered/{{data}}.json",
+        registered=str(sftpaths.registered_marker("{data}")),
         data=registration_inputs,
         tokenizer=tokenizer_inputs_for_data,
     output:
-        directory("artifacts/data/tokenized/{data}/{key}"),
+        directory(str(sftpaths.tokenized_dir("{data}", "{key}"))),
     log:
-        f"{RULE_LOGS}/tokenize_{{data}}_{{key}}.log",
+        str(sftpaths.rule_log("tokenize", "{data}", "{key}")),
     threads: 2
     resources:
         cpus_per_task=2,
@@ -69,4 +69,4 @@ rule tokenize:
         tokenization=tokenize_params,
         config_args=tokenize_config_args,
     shell:
-        "sft tokenize {params.config_args} --out {output} > {log} 2>&1"
+        "{SFT} tokenize {params.config_args} --out {output} > {log} 2>&1"

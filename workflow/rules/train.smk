@@ -4,12 +4,12 @@
 rule build_tiny_model:
     """The embedded demo's base model: random-init Qwen3 architecture, tokenizer trained locally."""
     output:
-        "artifacts/base_models/{name}/config.json",
+        str(sftpaths.BASE_MODELS_DIR / "{name}" / "config.json"),
     log:
-        f"{RULE_LOGS}/build_tiny_model_{{name}}.log",
+        str(sftpaths.rule_log("build_tiny_model", "{name}")),
     localrule: True
     shell:
-        "sft build-tiny-model --out artifacts/base_models/{wildcards.name} > {log} 2>&1"
+        "{SFT} build-tiny-model --out $(dirname {output}) > {log} 2>&1"
 
 
 rule train:
@@ -25,9 +25,9 @@ rule train:
         deepspeed=run_deepspeed,
         tokenized=run_tokenized,
     output:
-        manifest=f"{MODEL_ROOT}/{{run}}/train_manifest.json",
+        manifest=str(sftpaths.run_file("{run}", sftpaths.MANIFEST)),
     log:
-        f"{RULE_LOGS}/train_{{run}}.log",
+        str(sftpaths.rule_log("train", "{run}")),
     threads: train_resources("threads")
     resources:
         nodes=train_resources("nodes"),
@@ -41,4 +41,5 @@ rule train:
         training=training_params,
         config_args=run_config_args,
     shell:
-        "sft train {params.config_args} --manifest {output.manifest} > {log} 2>&1"
+        "{SFT} train {params.config_args} --tokenized '{input.tokenized}' --manifest {output.manifest}"
+        " > {log} 2>&1"

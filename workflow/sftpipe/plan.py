@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from sftpipe.config import ConfigError, RunConfig, is_buildable_demo_model, resolve, stable_hash
+from sftpipe import paths
 from sftpipe.paths import LF_DATA_DIR, MODEL_ROOT, VARIANTS_DIR
 from sftpipe.lf.render import render
 
 BASE = "base"  # the active profile's name in `--config variants=base,lr5`
-TOKENIZED_DIR = Path("artifacts/data/tokenized")
 # LLaMA-Factory arguments that change the tokenized rows (see llamafactory-notes: pre-tokenization).
 TOKENIZATION_KEYS = (
     "template", "cutoff_len", "train_on_prompt", "mask_history", "packing", "neat_packing", "tool_format",
@@ -61,7 +61,7 @@ def build(raw: dict[str, Any], root: Path) -> Plan:
                             f"{cfg.run_dir}: give one a different training.output_dir")
             continue
         plan.runs[cfg.run_name] = cfg
-        problems += link_absolute_run_dir(cfg)
+        problems += run_link_problems(cfg)
         known = plan.datasets.setdefault(cfg.data_name, cfg)
         if known is not cfg and (dataset_identity(known) != dataset_identity(cfg)):
             problems.append(f"variants {known.variant or BASE!r} and {cfg.variant or BASE!r} define dataset "
@@ -75,22 +75,18 @@ def build(raw: dict[str, Any], root: Path) -> Plan:
     return plan
 
 
-def link_absolute_run_dir(cfg: RunConfig) -> list[str]:
-    """An absolute output_dir is trained in as-is; artifacts/model/<run> links to it so every rule
-    (and every user) finds all runs in one place."""
+def run_link_problems(cfg: RunConfig) -> list[str]:
+    """An absolute output_dir is trained in as-is and artifacts/model/<run> links to it (the train job makes
+    the link); here only check that nothing else already sits at that path. Never writes."""
     if not cfg.run_dir.is_absolute():
         return []
     link = cfg.root / MODEL_ROOT / cfg.run_name
     if link.is_symlink():
         if Path(os.readlink(link)) != cfg.run_dir:
             return [f"{link} links to {os.readlink(link)}, not to training.output_dir {cfg.run_dir}"]
-        cfg.run_dir.mkdir(parents=True, exist_ok=True)
         return []
-    if link.exists():
+    if link.exists() and (not link.is_dir() or any(p.name != paths.MANIFEST for p in link.iterdir())):
         return [f"{link} exists and is not a link to training.output_dir {cfg.run_dir}; move it or rename the run"]
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.symlink_to(cfg.run_dir, target_is_directory=True)
     return []
 
 
@@ -112,7 +108,7 @@ def conversion_inputs(cfg: RunConfig) -> dict[str, Any]:
 def registered_file(cfg: RunConfig) -> list[str]:
     kind = cfg.source["type"]
     if kind == "harbor_job":
-        return [f"{LF_DATA_DIR}/{cfg.data_name}.json"]
+        return [str(paths.lf_data_file(cfg.data_name))]
     if kind == "local_lf":
         return [cfg.source["lf_path"]]
     return []
@@ -137,7 +133,7 @@ def tokenize_key(cfg: RunConfig) -> str:
 
 
 def tokenized_path(cfg: RunConfig) -> Path:
-    return TOKENIZED_DIR / cfg.data_name / tokenize_key(cfg)
+    return paths.tokenized_dir(cfg.data_name, tokenize_key(cfg))
 
 
 def tokenized_dirs(cfg: RunConfig) -> list[str]:
@@ -177,5 +173,5 @@ def train_resources(cfg: RunConfig) -> dict[str, Any]:
 
 
 def targets(plan: Plan) -> list[str]:
-    return [f"{MODEL_ROOT}/{run}/record.json" for run in plan.runs]
+    return [str(paths.run_file(run, paths.RECORD_MARKER)) for run in plan.runs]
 

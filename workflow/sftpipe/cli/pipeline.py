@@ -134,7 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_from_args(args)
     try:
-        return train(cfg, args.manifest)
+        return train(cfg, args.manifest, tokenized=args.tokenized or None)
     except (RunDirError, SlurmEnvError) as exc:  # the run cannot start here: say why, no traceback
         return _fail(exc)
 
@@ -208,6 +208,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="run (or resume) the training job of this config")
     add_config_args(p)
     p.add_argument("--manifest", type=Path, required=True, help="written when training completes")
+    p.add_argument("--tokenized", type=Path, default=None,
+                   help="pre-tokenized dataset directory (the tokenize rule's output); empty: LF tokenizes")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("writeback", help="write runtime_info.output of config.yaml (or the variant's file)")

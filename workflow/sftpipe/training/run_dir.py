@@ -6,9 +6,11 @@ renamed aside, never deleted); anything else follows `experiment.on_existing_run
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sftpipe import paths
 from sftpipe.config import RunConfig
 from sftpipe.runs import checkpoints
 from sftpipe.runs.store import RunStore
@@ -27,6 +29,29 @@ class Prepared:
     resume_from: Path | None = None
     archived_to: Path | None = None
     quarantined: list[tuple[Path, Path]] = field(default_factory=list)
+
+
+def link_run_dir(cfg: RunConfig) -> None:
+    """An absolute training.output_dir: create it and point artifacts/model/<run> at it.
+
+    Snakemake creates the (empty) parent of the declared manifest before the job starts; an empty real
+    directory there is replaced by the link, anything else is refused.
+    """
+    if not cfg.run_dir.is_absolute():
+        return
+    link = cfg.root / paths.MODEL_ROOT / cfg.run_name
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink():
+        if Path(os.readlink(link)) != cfg.run_dir:
+            raise RunDirError(f"{link} links to {os.readlink(link)}, not to training.output_dir {cfg.run_dir}")
+        return
+    if link.is_dir() and not any(link.iterdir()):
+        link.rmdir()
+    elif link.exists():
+        raise RunDirError(f"{link} exists and is not a link to training.output_dir {cfg.run_dir}; move it or "
+                          "rename the run")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(cfg.run_dir, target_is_directory=True)
 
 
 def prepare_run_dir(cfg: RunConfig) -> Prepared:

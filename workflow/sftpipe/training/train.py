@@ -32,7 +32,7 @@ from sftpipe.runs.provenance import write_end_records, write_start_records
 from sftpipe.runs.store import Manifest, RunStore, heartbeat, write_manifest
 from sftpipe.slurm import launch as slurm_launch
 from sftpipe.training import process
-from sftpipe.training.run_dir import Prepared, prepare_run_dir
+from sftpipe.training.run_dir import Prepared, link_run_dir, prepare_run_dir
 from sftpipe.util.fs import display_path
 from sftpipe.util.git import git_commit
 from sftpipe.util.timefmt import utc_now, utc_stamp
@@ -54,6 +54,7 @@ class Attempt:
 
 def prepare(cfg: RunConfig, tokenized: Path | None) -> tuple[RunStore, Prepared, Path]:
     """Run-dir policy, then the LF YAML (resume point, tokenized cache) and the resolved config. Returns the LF YAML."""
+    link_run_dir(cfg)
     prepared = prepare_run_dir(cfg)
     store = RunStore(cfg.root / cfg.run_dir)
     store.dir.mkdir(parents=True, exist_ok=True)
