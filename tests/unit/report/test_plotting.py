@@ -7,7 +7,8 @@ from pathlib import Path
 
 import matplotlib.image as mpimg
 import pytest
-from sftpipe.report.plotting import plot_training, register_cli
+from sftpipe.cli import main
+from sftpipe.report.plotting import plot_training
 from sftpipe.runs.metrics import ema, smoothing_weight
 
 
@@ -51,30 +52,24 @@ def test_plot_with_no_points(tmp_path: Path) -> None:
 
 
 def test_cli_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import argparse
 
     line = {"current_steps": 1, "total_steps": 2, "loss": 2.5, "lr": 1e-5, "epoch": 0.5, "percentage": 50.0,
             "elapsed_time": "0:00:01", "remaining_time": "0:00:01"}
     (tmp_path / "trainer_log.jsonl").write_text(json.dumps(line) + "\n")
-    parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers())
-    args = parser.parse_args(["plot", str(tmp_path)])
-    assert args.func(args) == 0
+    argv = (["plot", str(tmp_path)])
+    assert main(argv) == 0
     _check_png(tmp_path / "training_loss.png")
-    args = parser.parse_args(["plot", str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")])
-    assert args.func(args) == 1 and not (tmp_path / "x.png").exists()
+    argv = (["plot", str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")])
+    assert main(argv) == 1 and not (tmp_path / "x.png").exists()
 
 
 def test_cli_plot_from_metrics_json(tmp_path: Path) -> None:
-    import argparse
 
     (tmp_path / "metrics.json").write_text(json.dumps(_metrics(30, 10)))
-    parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers())
-    args = parser.parse_args(["plot", str(tmp_path), "--metrics", str(tmp_path / "metrics.json"),
+    argv = (["plot", str(tmp_path), "--metrics", str(tmp_path / "metrics.json"),
                               "--out", str(tmp_path / "p.png")])
-    assert args.func(args) == 0
+    assert main(argv) == 0
     _check_png(tmp_path / "p.png")
     (tmp_path / "bad.json").write_text("{")
-    args = parser.parse_args(["plot", str(tmp_path), "--metrics", str(tmp_path / "bad.json")])
-    assert args.func(args) == 1
+    argv = (["plot", str(tmp_path), "--metrics", str(tmp_path / "bad.json")])
+    assert main(argv) == 1

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml as pyyaml
+from sftpipe.cli import main
 from sftpipe.runs.ending import status_from_exit_code
 from sftpipe.runs.index import FIELDS, HEADER, RunIndexError, append_entry, read_entries, update_entry
 
@@ -158,24 +159,19 @@ def test_number_like_strings_stay_strings_for_any_yaml_reader(tmp_path: Path) ->
 
 
 def test_cli_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import argparse
     import json
-
-    from sftpipe.runs.index import register_cli
 
     index = tmp_path / "index.yaml"
     append_entry(index, _entry())
     append_entry(index, _entry(variant="lr-sweep"))
     update_entry(index, "run_002", status="completed", exit_code=0, final_loss=0.5,
                  checkpoint_path="artifacts/model/r/checkpoint-6/")
-    parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers())
-    args = parser.parse_args(["history", "--index", str(index), "--last", "1"])
-    assert args.func(args) == 0
+    argv = (["history", "--index", str(index), "--last", "1"])
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "run_002" in out and "0.5000" in out and "run_001" not in out
-    args = parser.parse_args(["history", "--index", str(index), "--json"])
-    assert args.func(args) == 0
+    argv = (["history", "--index", str(index), "--json"])
+    assert main(argv) == 0
     assert [e["status"] for e in json.loads(capsys.readouterr().out)] == ["running", "completed"]
     index.write_text("- id: [\n")
-    assert args.func(args) == 1
+    assert main(argv) == 1

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from sftpipe.cli import main
 from sftpipe.runs.metrics import MetricsError, extract_metrics, read_trainer_log, write_metrics
 
 # log_history of a 6-step run: logging_steps=1... abridged to every 2 steps, eval every 3 steps.
@@ -203,31 +204,20 @@ def test_write_metrics_files(finished_run: Path) -> None:
 
 
 def test_cli_metrics_json(finished_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import argparse
-
-    from sftpipe.runs.metrics import register_cli
-
-    parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers())
-    args = parser.parse_args(["metrics", str(finished_run), "--json"])
-    assert args.func(args) == 0
+    argv = (["metrics", str(finished_run), "--json"])
+    assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["final_loss"] == 4.5667
-    args = parser.parse_args(["metrics", str(finished_run / "missing")])
-    assert args.func(args) == 1
+    argv = (["metrics", str(finished_run / "missing")])
+    assert main(argv) == 1
     assert "does not exist" in capsys.readouterr().err
 
 
 def test_cli_metrics_out_paths(finished_run: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    import argparse
-
-    from sftpipe.runs.metrics import register_cli
 
     out = tmp_path_factory.mktemp("out")
-    parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers())
-    args = parser.parse_args(["metrics", str(finished_run), "--write", "--out-json", str(out / "m.json"),
+    argv = (["metrics", str(finished_run), "--write", "--out-json", str(out / "m.json"),
                               "--out-jsonl", str(out / "m.jsonl")])
-    assert args.func(args) == 0
+    assert main(argv) == 0
     assert json.loads((out / "m.json").read_text())["summary"]["total_steps"] == 6
     assert len((out / "m.jsonl").read_text().splitlines()) == 4
     assert not (finished_run / "metrics.json").exists()

@@ -1,29 +1,26 @@
-"""The `sft` command: one subcommand per pipeline job; `--json` where it reports.
+"""The `sft` command: argparse and printing only; one module per command family, shared flags in `common`.
 
-Each module that offers a command defines `register_cli(subparsers)`; the list below is the
-single place commands are wired in.
+Each module below defines `register_cli(subparsers)`; this list is the single place commands are wired in.
+Errors the domain raises for a user to read (an invalid config, a run not found, a refused stop...) are
+printed once, by `common.report_error`, with the documented exit code (0 ok, 1 failure, 2 usage/config).
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
 
+from sftpipe.cli.common import exit_code_for, report_error
+from sftpipe.cli.errors import USER_ERRORS
+
 # Modules providing `register_cli(subparsers)`, in help order.
 COMMAND_MODULES = [
     "sftpipe.cli.pipeline",
-    "sftpipe.training.dryrun",
-    "sftpipe.data.tiny_model",
+    "sftpipe.cli.tools",
     "sftpipe.data.conversion.cli",
-    "sftpipe.runs.metrics",
-    "sftpipe.report.plotting",
-    "sftpipe.runs.index",
-    "sftpipe.runs.status",
-    "sftpipe.training.stop",
-    "sftpipe.runs.best",
-    "sftpipe.report.compare",
-    "sftpipe.report.publish",
-    "sftpipe.runs.variants",
+    "sftpipe.cli.runs",
+    "sftpipe.cli.report",
 ]
 
 
@@ -37,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        report_error(exc, bool(getattr(args, "json", False)))
+        return exit_code_for(exc)
 
 
 if __name__ == "__main__":

@@ -358,19 +358,3 @@ def _declare_tokenizer_class(model_dir: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
-def _cmd_build(args: argparse.Namespace) -> int:
-    path = build_tiny_model(Path(args.out), preset=args.preset, seed=args.seed)
-    if args.json:
-        print(json.dumps({"model_dir": str(path), "preset": args.preset, "seed": args.seed}))
-    else:
-        print(f"model ready: {path} (preset {args.preset}, seed {args.seed})")
-    return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    p = subparsers.add_parser("build-tiny-model", help="build a random Qwen3-architecture model + local tokenizer")
-    p.add_argument("--out", required=True, help="model directory to create (kept if already complete)")
-    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
-    p.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=_cmd_build)

@@ -164,33 +164,3 @@ def format_table(result: dict[str, Any]) -> str:
         out.append(f"warning: {r['label']}: no {RUN_CONFIG} or {LF_CONFIG} in {r['run_dir']}: its config is "
                    "unknown and not compared")
     return "\n".join(out)
-
-
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from sftpipe.runs.index import RunIndexError
-    from sftpipe.runs.status import RunNotFound
-
-    try:
-        result = compare(args.root, args.runs)
-    except (RunNotFound, RunIndexError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    out = args.out or args.root / paths.COMPARE_DIR / ("_vs_".join(r["label"] for r in result["runs"]) + ".png")
-    result["plot"] = str(plot_comparison(result, out))
-    if args.json:
-        for r in result["runs"]:
-            r.pop("series")
-        print(json.dumps(result, indent=2, default=str))
-    else:
-        print(format_table(result))
-        print(f"\nloss curves: {result['plot']}")
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("compare", help="compare runs: config differences, key metrics, loss curves PNG")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run ids, run names or run directories (two or more)")
-    p.add_argument("--out", type=Path, help=f"PNG path (default {paths.COMPARE_DIR}/<run>_vs_<run>.png)")
-    p.add_argument("--root", type=Path, default=Path("."), help="project root (default: current directory)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_compare)

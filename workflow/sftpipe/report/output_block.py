@@ -1,7 +1,6 @@
 """What the write-back puts in runtime_info.output, gathered from a finished run's files."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ def wandb_run_id(run_dir: Path) -> str | None:
 
 
 def build(cfg: RunConfig, manifest: dict[str, Any], metrics: dict[str, Any], plot: Path) -> dict[str, Any]:
+    """The runtime_info.output block of a completed run (contract: specs/contract.md)."""
     root, run_dir = cfg.root, cfg.root / cfg.run_dir
     summary = metrics.get("summary", {})
     model_only = bool(cfg.training.get("save_only_model"))
@@ -51,7 +51,3 @@ def build(cfg: RunConfig, manifest: dict[str, Any], metrics: dict[str, Any], plo
         "training_curves": {"wandb_run_id": wandb_run_id(run_dir)},
     }
     return out
-
-
-def load_json(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())

@@ -86,27 +86,3 @@ def plot_training(metrics: dict[str, Any], out_png: Path, title: str) -> Path:
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
     return out_png
-
-
-def _cmd_plot(args: argparse.Namespace) -> int:
-    try:
-        if args.metrics:
-            metrics = json.loads(args.metrics.read_text(encoding="utf-8"))
-        else:
-            metrics = extract_metrics(args.run_dir)
-    except (MetricsError, OSError, json.JSONDecodeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    out = args.out or args.run_dir / DEFAULT_PNG
-    plot_training(metrics, out, args.title or f"Training: {args.run_dir.resolve().name}")
-    print(out)
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("plot", help="draw a run's loss / learning-rate curves to a PNG")
-    p.add_argument("run_dir", type=Path, help="LLaMA-Factory output_dir of the run")
-    p.add_argument("--metrics", type=Path, help="metrics.json written by `sft metrics` (default: read RUN_DIR)")
-    p.add_argument("--out", type=Path, help=f"PNG path (default RUN_DIR/{DEFAULT_PNG})")
-    p.add_argument("--title", help="figure title (default: the run directory name)")
-    p.set_defaults(func=_cmd_plot)

@@ -278,43 +278,6 @@ def verify(directory: Path) -> list[str]:
     return problems
 
 
-def _cmd_publish(args: argparse.Namespace) -> int:
-    from sftpipe.runs.index import RunIndexError
-    from sftpipe.runs.status import RunNotFound
-
-    if args.verify:
-        problems = verify(args.verify)
-        if args.json:
-            print(json.dumps({"dir": str(args.verify), "ok": not problems, "problems": problems}, indent=2))
-        else:
-            print("\n".join(problems) if problems else f"ok: every file of {args.verify} matches {MANIFEST}")
-        return 1 if problems else 0
-    if not (args.name and args.version):
-        print("error: --name and --version are required (or use --verify DIR)", file=sys.stderr)
-        return 2
-    try:
-        path = publish(args.root, args.run, args.name, args.version, args.checkpoint, args.out)
-    except (PublishError, RunNotFound, RunIndexError) as exc:
-        print(json.dumps({"error": str(exc)}) if args.json else f"error: {exc}",
-              file=sys.stdout if args.json else sys.stderr)
-        return 1
-    manifest = _read_yaml(path / MANIFEST)
-    if args.json:
-        print(json.dumps({"dir": str(path), "manifest": manifest}, indent=2, default=str))
-    else:
-        print(f"published {args.name} {args.version} from {manifest['source']['checkpoint']} "
-              f"({manifest['source']['selected_as']}) to {path}: {len(manifest['files'])} files")
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("publish", help="publish a checkpoint as a versioned model directory (or --verify one)")
-    p.add_argument("run", nargs="?", help="run id (run_003), run name, or run directory (default: newest)")
-    p.add_argument("--checkpoint", default="best", help="best | latest | STEP (default best)")
-    p.add_argument("--name", help="model name")
-    p.add_argument("--version", help="version X.Y.Z")
-    p.add_argument("--out", type=Path, help=f"target directory (default {paths.PUBLISHED_ROOT}/<name>/<version>)")
-    p.add_argument("--verify", type=Path, metavar="DIR", help="re-check every file hash of a published directory")
-    p.add_argument("--root", type=Path, default=Path("."), help="project root (default: current directory)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_publish)
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """The model.yaml of a published directory."""
+    return _read_yaml(Path(directory) / MANIFEST)

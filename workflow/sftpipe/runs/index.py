@@ -186,29 +186,3 @@ def read_entries(index_path: Path) -> list[dict[str, Any]]:
 
 def find_entry(index_path: Path, run_id: str) -> dict[str, Any] | None:
     return next((e for e in read_entries(index_path) if e["id"] == run_id), None)
-
-
-def _cmd_history(args: argparse.Namespace) -> int:
-    try:
-        entries = read_entries(args.index)
-    except RunIndexError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    entries = entries[-args.last:] if args.last else entries
-    if args.json:
-        print(json.dumps(entries, indent=2, default=str))
-        return 0
-    print(f"{'id':10s} {'status':12s} {'variant':16s} {'started_at':21s} {'final_loss':>10s}  checkpoint")
-    for e in entries:
-        loss = f"{e['final_loss']:.4f}" if isinstance(e.get("final_loss"), (int, float)) else "-"
-        print(f"{e['id']:10s} {e.get('status') or '-':12s} {e.get('variant') or '-'!s:16s} "
-              f"{e.get('started_at') or '-':21s} {loss:>10s}  {e.get('checkpoint_path') or '-'}")
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("history", help="list the run history (artifacts/index.yaml)")
-    p.add_argument("--index", type=Path, default=Path("artifacts/index.yaml"), help="run index file")
-    p.add_argument("--last", type=int, default=0, help="only the newest N runs")
-    p.add_argument("--json", action="store_true", help="print entries as JSON")
-    p.set_defaults(func=_cmd_history)

@@ -333,37 +333,3 @@ def write_metrics(run_dir: Path, out_json: Path | None = None, out_jsonl: Path |
     atomic_write_bytes(out_json, (json.dumps(metrics, indent=2) + "\n").encode())
     atomic_write_bytes(out_jsonl, "".join(json.dumps(row) + "\n" for row in metrics["series"]).encode())
     return metrics
-
-
-def _format_summary(summary: dict[str, Any]) -> str:
-    lines = []
-    for key, value in summary.items():
-        if key in ("sources", "warnings"):
-            continue
-        lines.append(f"{key:28s} {value:.6g}" if isinstance(value, float) else f"{key:28s} {value}")
-    lines += [f"source {k:21s} {v}" for k, v in summary["sources"].items()]
-    lines += [f"warning: {w}" for w in summary["warnings"]]
-    return "\n".join(lines)
-
-
-def _cmd_metrics(args: argparse.Namespace) -> int:
-    try:
-        if args.write or args.out_json or args.out_jsonl:
-            metrics = write_metrics(args.run_dir, args.out_json, args.out_jsonl)
-        else:
-            metrics = extract_metrics(args.run_dir)
-    except MetricsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(metrics["summary"], indent=2) if args.json else _format_summary(metrics["summary"]))
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("metrics", help="summarise a run directory's training metrics")
-    p.add_argument("run_dir", type=Path, help="LLaMA-Factory output_dir of the run")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--write", action="store_true", help=f"also write {paths.METRICS_JSON} and {paths.METRICS_JSONL} there")
-    p.add_argument("--out-json", type=Path, help=f"write the metrics here instead of RUN_DIR/{paths.METRICS_JSON}")
-    p.add_argument("--out-jsonl", type=Path, help=f"write the series here instead of RUN_DIR/{paths.METRICS_JSONL}")
-    p.set_defaults(func=_cmd_metrics)

@@ -10,11 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sftpipe import paths
 from sftpipe.runs import index as run_index
 from sftpipe.config import ConfigError, load
 from sftpipe.paths import INDEX_PATH, VARIANTS_DIR
 
-OUTPUT_SUFFIX = ".output.yaml"  # commands.VARIANT_OUTPUT_SUFFIX
+OUTPUT_SUFFIX = paths.VARIANT_OUTPUT_SUFFIX
 
 
 def _output_block(path: Path) -> dict[str, Any]:
@@ -61,32 +62,3 @@ def list_variants(root: Path, config: Path = Path("config/config.yaml")) -> list
         row["checkpoint_path"] = output.get("checkpoint_path")
         rows.append(row)
     return rows
-
-
-def _cmd_variants(args: argparse.Namespace) -> int:
-    try:
-        rows = list_variants(args.root, args.config)
-    except run_index.RunIndexError as exc:
-        print(f"error: {exc}")
-        return 1
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print(f"no variants in {args.root / VARIANTS_DIR}")
-        return 0
-    print(f"{'variant':20s} {'status':11s} {'last_run':9s} {'runs':>4s}  run_dir")
-    for r in rows:
-        status = r["status"] or ("INVALID" if not r["valid"] else "never run")
-        print(f"{r['variant']:20s} {status:11s} {r['last_run'] or '-':9s} {r['runs']:4d}  {r['run_dir'] or '-'}")
-        for problem in r["problems"]:
-            print(f"    {problem}")
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("variants", help="list config variants with their run directory and last status")
-    p.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="base profile")
-    p.add_argument("--root", type=Path, default=Path("."), help="project root (default: current directory)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_variants)

@@ -81,32 +81,3 @@ def wait_for_end(ref: RunRef, timeout_s: float | None = None, poll_s: float = 2.
         if deadline is not None and time.monotonic() >= deadline:
             return status
         time.sleep(poll_s)
-
-
-def _cmd_stop(args: argparse.Namespace) -> int:
-    try:
-        ref = resolve_run(args.root, args.run)
-        action = request_run_stop(ref)
-    except (RunNotFound, StopError, run_index.RunIndexError) as exc:
-        print(json.dumps({"error": str(exc)}) if args.json else f"error: {exc}",
-              file=sys.stdout if args.json else sys.stderr)
-        return 1
-    if args.wait:
-        action["final_status"] = wait_for_end(ref, args.timeout)
-    if args.json:
-        print(json.dumps(action, indent=2))
-    else:
-        print(f"{action['action']} for {ref.name} ({action['run_dir']})")
-        if "final_status" in action:
-            print(f"final status: {action['final_status']}")
-    return 0 if action.get("final_status", "stopped") not in ACTIVE_STATUSES else 3
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("stop", help="stop a run gracefully (complete checkpoint, then exit)")
-    p.add_argument("run", help="run id (run_003), run name, or run directory")
-    p.add_argument("--wait", action="store_true", help="wait for the run to end and print its final status")
-    p.add_argument("--timeout", type=float, default=None, help="with --wait: give up after N seconds (exit 3)")
-    p.add_argument("--root", type=Path, default=Path("."), help="project root (default: current directory)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_stop)
