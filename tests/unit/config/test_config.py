@@ -6,7 +6,7 @@ import copy
 import pytest
 from sftpipe import config as sc
 
-from tests.project import REPO, make_project
+from tests.project import shipped_text, REPO, make_project
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_shipped_config_is_valid(root):
 
 
 def test_every_key_of_shipped_config_is_commented():
-    for n, line in enumerate((REPO / "config/config.yaml").read_text().splitlines(), 1):
+    for n, line in enumerate(shipped_text("config/config.yaml").splitlines(), 1):
         stripped = line.strip()
         if stripped and not stripped.startswith("#") and ":" in stripped and not stripped.endswith(":"):
             assert "#" in line, f"config.yaml line {n} has no comment: {line!r}"

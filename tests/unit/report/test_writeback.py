@@ -6,6 +6,8 @@ import stat
 from pathlib import Path
 
 import pytest
+
+from tests.project import shipped_text
 import yaml as pyyaml  # PyYAML (YAML 1.1), what Snakemake reads configs with
 from ruamel.yaml import YAML
 from sftpipe.report.writeback import WritebackError, write_output_block
@@ -198,19 +200,17 @@ def test_paths_become_strings(tmp_path: Path) -> None:
 
 def test_shipped_config_round_trip(tmp_path: Path) -> None:
     """The real profile: a write changes only the output block; writing its old value back restores it."""
-    shipped = Path(__file__).resolve().parents[3] / "config" / "config.yaml"
-    if not shipped.is_file():
-        pytest.skip("config/config.yaml not present")
+    shipped_config = shipped_text("config/config.yaml")
     path = tmp_path / "config.yaml"
-    path.write_bytes(shipped.read_bytes())
+    path.write_text(shipped_config)
     old_output = _read_output(path)
     write_output_block(path, NEW)
     assert _read_output(path) == NEW
-    before = YAML(typ="safe", pure=True).load(shipped.read_text())
+    before = YAML(typ="safe", pure=True).load(shipped_config)
     after = YAML(typ="safe", pure=True).load(path.read_text())
     before["runtime_info"].pop("output")
     after["runtime_info"].pop("output")
     assert before == after
     if old_output == {}:
         write_output_block(path, {})
-        assert path.read_bytes() == shipped.read_bytes()
+        assert path.read_text() == shipped_config

@@ -18,8 +18,9 @@ from sftpipe.cli.common import (
     load_from_args,
     print_json,
 )
-from sftpipe.config import RunConfig, config_warnings
-from sftpipe.data.conversion.convert import ConversionOptions, convert_job
+from sftpipe.config import config_warnings
+from sftpipe.data.conversion.convert import convert_job
+from sftpipe.data.conversion.options import conversion_options
 from sftpipe.data.registration import register
 from sftpipe.lf import checks as lf_checks
 from sftpipe.lf import render as lf_render
@@ -60,23 +61,6 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_register(args: argparse.Namespace) -> int:
     print_json(register(load_from_args(args), args.dataset_info, args.marker))
     return EXIT_OK
-
-
-def conversion_options(cfg: RunConfig) -> ConversionOptions:
-    """Map config.yaml (conversion + the training keys that decide token lengths) onto ConversionOptions."""
-    conv, train = cfg.conversion, cfg.training
-    reasoning = conv["reasoning"]
-    if reasoning == "auto":  # reasoning templates train <think> text; *_nothink ones would train it verbatim
-        reasoning = "drop" if train["template"].endswith("_nothink") else "keep"
-    model = cfg.root / cfg.model_path
-    return ConversionOptions(
-        scaffold=cfg.source["scaffold"], selection=conv["selection"], exception_policy=conv["exception_policy"],
-        max_instances=conv["max_instances"], max_trials_per_instance=conv["max_trials_per_instance"],
-        exclude_repos_file=str(cfg.root / conv["exclude_repos_file"]) if conv["exclude_repos_file"] else "",
-        keep_subagents=conv["keep_subagents"], min_score=conv["min_score"], reasoning=reasoning,
-        tool_error_policy=conv["tool_error_policy"], over_cutoff=conv["over_cutoff"],
-        cutoff_len=train["cutoff_len"], tokenizer_path=str(model) if model.is_dir() else "",
-        template=train["template"], enable_thinking=train.get("enable_thinking", True), workers=conv["workers"])
 
 
 def cmd_convert_config(args: argparse.Namespace) -> int:
