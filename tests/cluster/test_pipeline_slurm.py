@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sftpipe.config import RunConfig
+from sftpipe.config import load as load_config
 from sftpipe.runs import index as run_index
 from sftpipe.slurm import env as slurm_env
 from sftpipe.slurm import launch as slurm_launch
-from sftpipe.config import RunConfig
-from sftpipe.config import load as load_config
 from sftpipe.training.run_dir import RunDirError, prepare_run_dir
 
 from tests.integration.pipeline import demo_project

@@ -7,11 +7,11 @@ import subprocess
 import time
 
 import pytest
+from sftpipe.cli import main
 from sftpipe.runs import index as run_index
 from sftpipe.runs import status as run_status
+from sftpipe.runs.store import Heartbeat
 from sftpipe.slurm import env as slurm_env
-from sftpipe.cli import main
-from sftpipe.runs.store import Heartbeat, RunStore
 
 from tests.unit.runs.run_files import add_entry, write_run_record
 

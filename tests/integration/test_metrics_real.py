@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from sftpipe.runs.metrics import extract_metrics, read_trainer_log, write_metrics
 from sftpipe.report.plotting import plot_training
+from sftpipe.runs.metrics import extract_metrics, read_trainer_log, write_metrics
 
 pytestmark = pytest.mark.slow
 

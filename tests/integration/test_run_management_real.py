@@ -20,19 +20,18 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sftpipe.util.timefmt import utc_now
-from sftpipe.runs.store import RunStore, heartbeat
-from sftpipe.runs import best as best_checkpoint
-from sftpipe.report import compare
-from sftpipe.lf import render as lf_config
-from sftpipe.report import publish
-from sftpipe.runs import provenance as records
-from sftpipe.runs import index as run_index
-from sftpipe.runs import status as run_status
 from sftpipe import config as sc
 from sftpipe import paths
 from sftpipe.cli import main
 from sftpipe.data.registration import register
+from sftpipe.lf import render as lf_config
+from sftpipe.report import compare, publish
+from sftpipe.runs import best as best_checkpoint
+from sftpipe.runs import index as run_index
+from sftpipe.runs import provenance as records
+from sftpipe.runs import status as run_status
+from sftpipe.runs.store import RunStore, heartbeat
+from sftpipe.util.timefmt import utc_now
 
 from tests.project import edit_config, make_project
 

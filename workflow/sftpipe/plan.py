@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sftpipe.config import ConfigError, RunConfig, is_buildable_demo_model, resolve, stable_hash
 from sftpipe import paths
-from sftpipe.paths import LF_DATA_DIR, MODEL_ROOT, VARIANTS_DIR
+from sftpipe.config import ConfigError, RunConfig, is_buildable_demo_model, resolve, stable_hash
 from sftpipe.lf.render import render
+from sftpipe.paths import MODEL_ROOT, VARIANTS_DIR
 
 BASE = "base"  # the active profile's name in `--config variants=base,lr5`
 # LLaMA-Factory arguments that change the tokenized rows (see llamafactory-notes: pre-tokenization).

@@ -6,7 +6,7 @@ import copy
 import pytest
 from sftpipe import config as sc
 
-from tests.project import shipped_text, REPO, make_project
+from tests.project import make_project, shipped_text
 
 
 @pytest.fixture

@@ -5,7 +5,16 @@ import json
 from pathlib import Path
 
 import pytest
-from sftpipe.data.tiny_model import EOS_TOKEN, MANIFEST_NAME, PAD_TOKEN, PRESETS, REQUIRED_FILES, SPECIAL_TOKENS, TAG_TOKENS, build_tiny_model
+from sftpipe.data.tiny_model import (
+    EOS_TOKEN,
+    MANIFEST_NAME,
+    PAD_TOKEN,
+    PRESETS,
+    REQUIRED_FILES,
+    SPECIAL_TOKENS,
+    TAG_TOKENS,
+    build_tiny_model,
+)
 
 DEMO = Path(__file__).resolve().parents[3] / "config" / "demo" / "lf_demo.json"
 PARALLEL_SEP = "\n</tool_response>\n<tool_response>\n"

@@ -6,7 +6,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sftpipe.lf.checks import LFConfigError, LFDatasetError, length_stats, parse_train_args, template_exists, tokenize_dataset
+from sftpipe.lf.checks import (
+    LFConfigError,
+    LFDatasetError,
+    length_stats,
+    parse_train_args,
+    template_exists,
+    tokenize_dataset,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO_DIR = REPO / "config" / "demo"

@@ -5,8 +5,8 @@ import json
 
 import pytest
 import yaml
-from sftpipe.report import compare
 from sftpipe.cli import main
+from sftpipe.report import compare
 
 from tests.unit.runs.run_files import add_entry, log_lines, write_log
 

@@ -6,11 +6,11 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from tests.project import shipped_text
 import yaml as pyyaml  # PyYAML (YAML 1.1), what Snakemake reads configs with
 from ruamel.yaml import YAML
 from sftpipe.report.writeback import WritebackError, write_output_block
+
+from tests.project import shipped_text
 
 # Odd on purpose: mixed indentation widths, quoting styles, anchors/merge keys, a folded scalar,
 # trailing spaces, comments everywhere, a key-line comment on `output:`.

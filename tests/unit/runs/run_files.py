@@ -12,8 +12,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from sftpipe.util.timefmt import utc_now
 from sftpipe.runs import index as run_index
+from sftpipe.util.timefmt import utc_now
 
 
 def _hms(seconds: int) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from sftpipe.runs import best as bc
 from sftpipe.cli import main
+from sftpipe.runs import best as bc
 
 from tests.unit.runs.run_files import log_lines, write_checkpoint, write_log
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from sftpipe.runs import checkpoints
 from sftpipe import config as sc
 from sftpipe.paths import RUN_RECORD
+from sftpipe.runs import checkpoints
 from sftpipe.training.run_dir import RunDirError, prepare_run_dir
 
 from tests.project import make_project

@@ -9,10 +9,10 @@ from importlib import metadata
 
 import pytest
 from sftpipe import config as sc
-from sftpipe.runs.store import RunStore, heartbeat
 from sftpipe import paths
-from sftpipe.runs import provenance as records
 from sftpipe.data.registration import register
+from sftpipe.runs import provenance as records
+from sftpipe.runs.store import RunStore, heartbeat
 
 from tests.project import edit_config, make_project
 

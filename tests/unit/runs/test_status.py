@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from sftpipe.cli import main
 from sftpipe.runs import index as run_index
 from sftpipe.runs import status as run_status
-from sftpipe.cli import main
 from sftpipe.runs.store import Heartbeat, RunStore
 
 from tests.unit.runs.run_files import add_entry, log_lines, write_checkpoint, write_log, write_run_record

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-from sftpipe.training import run_dir as launch
-from sftpipe.slurm import launch as slurm_launch
 from sftpipe.config import load
+from sftpipe.slurm import launch as slurm_launch
+from sftpipe.training import run_dir as launch
 
 from tests.project import make_project
 

@@ -7,11 +7,11 @@ import threading
 import time
 
 import pytest
-from sftpipe.runs import index as run_index
-from sftpipe.training import stop
 from sftpipe.cli import main
 from sftpipe.paths import STOP_REQUEST as STOP_FILE
+from sftpipe.runs import index as run_index
 from sftpipe.runs.status import resolve_run
+from sftpipe.training import stop
 
 from tests.unit.runs.run_files import add_entry, write_run_record
 

@@ -11,7 +11,6 @@ Presets: `tiny` trains on CPU in seconds; `qwen3-0.6b` has Qwen3-0.6B's shapes (
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random

@@ -10,8 +10,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from sftpipe.config import rotation_guard
-from sftpipe.config import RunConfig
+from sftpipe.config import RunConfig, rotation_guard
 from sftpipe.paths import LF_DATA_DIR
 
 # Keys the pipeline sets itself; a value in training: for these is ignored or rejected upstream.

@@ -6,10 +6,8 @@ are never shown, not even redacted. Metrics come from sftpipe.runs.metrics.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 

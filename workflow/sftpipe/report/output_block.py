@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from sftpipe import paths
+from sftpipe.config import RunConfig
 from sftpipe.runs import checkpoints
 from sftpipe.runs.best import best_checkpoint
-from sftpipe.config import RunConfig
 from sftpipe.util.fs import display_path
 
 _WANDB_RUN = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-(?P<id>[a-z0-9]+)$")

@@ -1,15 +1,12 @@
 """Training-curve figure of one run: loss (raw + smoothed + eval points) over learning rate."""
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 from sftpipe import paths
-from sftpipe.runs.metrics import MetricsError, ema, extract_metrics, smoothing_weight
+from sftpipe.runs.metrics import ema, smoothing_weight
 
 DEFAULT_PNG = paths.LOSS_PLOT
 

@@ -18,12 +18,10 @@ directory is built aside and renamed into place, so it is either complete or abs
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -182,8 +180,8 @@ def file_inventory(directory: Path) -> list[dict[str, Any]]:
 def publish(root: Path, run_ref: str | None, name: str, version: str, checkpoint: str = "best",
             out_dir: Path | None = None) -> Path:
     """Build the published directory; returns its path."""
-    from sftpipe.util.git import git_commit
     from sftpipe.runs.status import resolve_run
+    from sftpipe.util.git import git_commit
 
     if not _NAME.fullmatch(name):
         raise PublishError(f"--name {name!r}: use letters, digits, '.', '_' or '-' (no slashes or spaces)")

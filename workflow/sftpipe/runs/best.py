@@ -15,9 +15,6 @@ cannot be protected (rotation without evaluation: HF only tracks eval metrics).
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any

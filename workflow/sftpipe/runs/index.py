@@ -9,14 +9,7 @@ header comment and every other entry keep their exact bytes.
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
-import fcntl
-import json
 import re
-import sys
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 

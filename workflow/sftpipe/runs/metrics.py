@@ -25,19 +25,16 @@ in ``summary["warnings"]``; a file that cannot be parsed raises :class:`MetricsE
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
 from sftpipe import paths
 from sftpipe.util.fs import atomic_write_bytes
 from sftpipe.util.timefmt import parse_duration
-
 
 # Fields of one series row, in output order.
 SERIES_FIELDS = ("step", "loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "num_input_tokens_seen")

@@ -13,15 +13,10 @@ Progress comes from trainer_log.jsonl (deduplicated: a resume appends steps agai
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import re
 import socket
-import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +24,7 @@ from sftpipe import paths
 from sftpipe.paths import INDEX_PATH, MODEL_ROOT
 from sftpipe.runs import checkpoints
 from sftpipe.runs import index as run_index
-from sftpipe.runs.ending import ACTIVE_STATUSES, STATUSES, TERMINAL_STATUSES, status_from_stop_reason
+from sftpipe.runs.ending import ACTIVE_STATUSES, TERMINAL_STATUSES, status_from_stop_reason
 from sftpipe.runs.metrics import MetricsError, ema, read_trainer_log
 from sftpipe.runs.store import RunStore
 from sftpipe.slurm import env as slurm_env

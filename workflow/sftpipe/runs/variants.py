@@ -5,15 +5,13 @@ the pipeline), which is not a variant. A variant that does not validate is liste
 """
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from sftpipe import paths
-from sftpipe.runs import index as run_index
 from sftpipe.config import ConfigError, load
 from sftpipe.paths import INDEX_PATH, VARIANTS_DIR
+from sftpipe.runs import index as run_index
 
 OUTPUT_SUFFIX = paths.VARIANT_OUTPUT_SUFFIX
 

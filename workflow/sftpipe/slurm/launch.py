@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sftpipe.config import RunConfig
 from sftpipe.slurm import env as slurm_env
 from sftpipe.util.timefmt import parse_duration
-from sftpipe.config import RunConfig
 
 NETWORK_INTERFACE_ENV = "SFT_NETWORK_INTERFACE"  # node-exec: configured interface ("" = auto)
 ACCELERATOR_ENV = "SFT_ACCELERATOR"

@@ -9,14 +9,12 @@ Nothing under artifacts/ is modified: registration and conversion (for harbor_jo
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from sftpipe.config import ConfigError, RunConfig, config_warnings
+from sftpipe.config import RunConfig, config_warnings
 
 
 def _load_rows(path: Path) -> list[Any]:
@@ -50,8 +48,8 @@ def _data_file(cfg: RunConfig, workdir: Path) -> tuple[Path | None, str]:
     if kind == "local_lf":
         return cfg.root / cfg.source["lf_path"], "local_lf file"
     if kind == "harbor_job":
-        from sftpipe.data.conversion.options import conversion_options
         from sftpipe.data.conversion.convert import convert_job
+        from sftpipe.data.conversion.options import conversion_options
 
         convert_job(cfg.root / cfg.job_dir, workdir, cfg.data_name, conversion_options(cfg))
         return workdir / "lf_data" / f"{cfg.data_name}.json", "converted in a temp dir"
@@ -59,9 +57,9 @@ def _data_file(cfg: RunConfig, workdir: Path) -> tuple[Path | None, str]:
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:
-    from sftpipe.lf import render as lf_config
-    from sftpipe.lf import checks as lf_dataset
     from sftpipe.data.registration import dataset_entry
+    from sftpipe.lf import checks as lf_dataset
+    from sftpipe.lf import render as lf_config
 
     report: dict[str, Any] = {"ok": False, "config": {"ok": True, "warnings": config_warnings(cfg.data)}}
     rendered = lf_config.render(cfg)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib
-import json
 import os
 import signal
 import sys

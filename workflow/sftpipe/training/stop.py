@@ -8,22 +8,18 @@ process to read a file, so it is cancelled with scancel and recorded `stopped` r
 """
 from __future__ import annotations
 
-import argparse
 import getpass
-import json
 import shutil
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from sftpipe.paths import INDEX_PATH
 from sftpipe.runs import index as run_index
 from sftpipe.runs.ending import ACTIVE_STATUSES
+from sftpipe.runs.status import RunRef, derive_status
 from sftpipe.runs.store import RunStore
-from sftpipe.paths import INDEX_PATH
-from sftpipe.runs.status import RunNotFound, RunRef, derive_status, resolve_run
 
 
 class StopError(RuntimeError):

@@ -1,6 +1,11 @@
 import json
 
-from sftpipe.data.conversion.lf_format import OBSERVATION_SEP, conversation_to_lf_row, lf_function_calls, validate_lf_row
+from sftpipe.data.conversion.lf_format import (
+    OBSERVATION_SEP,
+    conversation_to_lf_row,
+    lf_function_calls,
+    validate_lf_row,
+)
 from sftpipe.data.conversion.model import Conversation, Message, ToolCall
 
 TOOLS = [{"type": "function", "function": {"name": "bash", "description": "run", "parameters": {"type": "object"}}}]

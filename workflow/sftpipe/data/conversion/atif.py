@@ -36,7 +36,14 @@ from sftpipe.data.conversion.chains import has_edit_tool
 from sftpipe.data.conversion.issues import IssueLog
 from sftpipe.data.conversion.model import Conversation, Message, ToolCall
 from sftpipe.data.conversion.normalize_call import end_on_assistant, fold_system_messages
-from sftpipe.data.conversion.normalize_common import NormContext, build_tool_call, looks_like_error, normalize_tools, order_results, text_of_parts
+from sftpipe.data.conversion.normalize_common import (
+    NormContext,
+    build_tool_call,
+    looks_like_error,
+    normalize_tools,
+    order_results,
+    text_of_parts,
+)
 
 MAX_CONTINUATIONS = 100
 _FABRICATED_TEXT = re.compile(r"^(Executed \S+ \S+|\(tool use\))$")

@@ -23,14 +23,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sftpipe.util.fs import atomic_write_text
-from sftpipe.data.conversion.harbor_job import ExceptionPolicy, Selection, TrialRecord, load_excluded_repos, scan_job
+from sftpipe.data.conversion.harbor_job import (
+    ExceptionPolicy,
+    Selection,
+    TrialRecord,
+    load_excluded_repos,
+    scan_job,
+)
 from sftpipe.data.conversion.im_format import im_record
-from sftpipe.data.conversion.lf_format import Reasoning, ToolErrorPolicy, conversation_to_lf_row, validate_lf_row
+from sftpipe.data.conversion.lf_format import (
+    Reasoning,
+    ToolErrorPolicy,
+    conversation_to_lf_row,
+    validate_lf_row,
+)
 from sftpipe.data.conversion.report import Report, TrialEntry
 from sftpipe.data.conversion.scoring import score_conversation
 from sftpipe.data.conversion.stats import RowSummary, build_stats
 from sftpipe.data.conversion.tool_errors import is_error_result
+from sftpipe.util.fs import atomic_write_text
 
 OverCutoff = Literal["drop", "keep"]
 # Reader issue codes that explain why a trial yielded no conversation at all, most specific first.
@@ -126,7 +137,9 @@ def _convert_trial(rec: TrialRecord, opts: ConversionOptions) -> _TrialOutcome:
     """Read one trial and turn its conversations into rows; never raises."""
     out = _TrialOutcome(trial_name=rec.trial_name)
     try:
-        from sftpipe.data.conversion.read_trial import read_trial  # part of the reader package; imported where it runs
+        from sftpipe.data.conversion.read_trial import (
+            read_trial,  # part of the reader package; imported where it runs
+        )
 
         assert rec.scaffold is not None
         conversations, issues = read_trial(rec.trial_dir, rec.scaffold)

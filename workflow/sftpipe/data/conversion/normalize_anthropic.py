@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sftpipe.data.conversion.model import Message, ToolCall
-from sftpipe.data.conversion.normalize_common import NormContext, build_tool_call, looks_like_error, order_results, text_of_parts
+from sftpipe.data.conversion.normalize_common import (
+    NormContext,
+    build_tool_call,
+    looks_like_error,
+    order_results,
+    text_of_parts,
+)
 
 BILLING_PREFIX = "x-anthropic-billing-header:"
 _SUBAGENT_FLAG = re.compile(r"\bcc_is_subagent=true\b")

@@ -20,7 +20,11 @@ from typing import Any
 
 from sftpipe.data.conversion.issues import IssueLog
 from sftpipe.data.conversion.model import Message
-from sftpipe.data.conversion.normalize_anthropic import BILLING_PREFIX, assistant_blocks, normalize_anthropic_messages
+from sftpipe.data.conversion.normalize_anthropic import (
+    BILLING_PREFIX,
+    assistant_blocks,
+    normalize_anthropic_messages,
+)
 from sftpipe.data.conversion.normalize_common import NormContext, is_empty_assistant, normalize_tools
 from sftpipe.data.conversion.normalize_openai import assistant_message, normalize_openai_messages
 from sftpipe.data.conversion.proxy_log import ProxyCall

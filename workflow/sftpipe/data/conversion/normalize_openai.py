@@ -11,7 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from sftpipe.data.conversion.model import Message, ToolCall
-from sftpipe.data.conversion.normalize_common import NormContext, build_tool_call, looks_like_error, order_results, text_of_parts
+from sftpipe.data.conversion.normalize_common import (
+    NormContext,
+    build_tool_call,
+    looks_like_error,
+    order_results,
+    text_of_parts,
+)
 
 
 def reasoning_of(message: dict[str, Any], ctx: NormContext) -> str:

@@ -29,7 +29,20 @@ from typing import Any
 from sftpipe.data.conversion.chains import CallSummary, ChainStats
 from sftpipe.data.conversion.history_keys import MessageIds, PrefixTrie, request_history
 from sftpipe.data.conversion.issues import IssueLog
-from sftpipe.data.conversion.proxy_log import MAX_LINE_BYTES, LogLine, LogTally, ProxyCall, as_number, call_usage, decode_line, iter_log_lines, open_log, parse_record, sorted_by_request_time, to_call
+from sftpipe.data.conversion.proxy_log import (
+    MAX_LINE_BYTES,
+    LogLine,
+    LogTally,
+    ProxyCall,
+    as_number,
+    call_usage,
+    decode_line,
+    iter_log_lines,
+    open_log,
+    parse_record,
+    sorted_by_request_time,
+    to_call,
+)
 
 _WS = re.compile(r"[ \t\n\r]*").match  # JSON whitespace, as json.decoder skips it
 _WS_CHARS = frozenset(" \t\n\r")
