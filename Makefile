@@ -7,13 +7,16 @@ PYTEST_ARGS ?=
 # Every target sees the environment's tools (sft, torchrun, llamafactory-cli) without activating it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run dryrun dag test test-fast test-cluster test-accounting bench lint
+.PHONY: setup run dryrun dag test test-fast test-cluster test-accounting bench lint format
 
-# The locked environment (uv.lock) at meta_info.environment.sft_uv; re-synced when the lock changes.
+# The locked training environment (envs/lf, pinned by uv.lock) at meta_info.environment.sft_uv; re-synced when
+# the lock changes. Bytecode is compiled at install: machines that set PYTHONDONTWRITEBYTECODE would otherwise
+# recompile thousands of modules at every `sft`/`snakemake` start. PYTHON=3.12 builds it on Python 3.12.
+PYTHON ?= 3.11
 setup: $(ENV)/.synced
-$(ENV)/.synced: uv.lock pyproject.toml
+$(ENV)/.synced: uv.lock pyproject.toml envs/lf/pyproject.toml
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --user --quiet uv
-	UV_PROJECT_ENVIRONMENT=$(ENV) $(UV) sync --frozen --python 3.11
+	UV_PROJECT_ENVIRONMENT=$(ENV) $(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@
 
 # The whole DAG on config/config.yaml (the embedded CPU demo unless you changed it).
@@ -45,10 +48,19 @@ test-accounting: setup
 bench: setup
 	$(BIN)/python bench/run_all.py
 
-# snakemake --lint must be clean except for "conda environment per rule": every job uses the one
-# locked uv environment on purpose.
+# What CI runs before the tests: ruff (lint + format), snakefmt, snakemake --lint, the package's import contract.
+# snakemake --lint must be clean except for "conda environment per rule": every job uses the one locked uv
+# environment (envs/lf) on purpose.
+LINT_PATHS := workflow tests bench tools
 lint: setup
-	$(BIN)/ruff check workflow tests bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/snakefmt --check Snakefile workflow/rules/*.smk
 	@out=$$($(BIN)/snakemake --lint 2>&1 | grep -E '^ +\* ' | grep -v 'conda environment or container'); \
 	 if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; echo "snakemake --lint: clean"
+	$(BIN)/python tools/import_contract.py
+
+# Rewrite the code in the project's format (what `make lint` checks).
+format: setup
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/snakefmt Snakefile workflow/rules/*.smk

@@ -17,8 +17,12 @@ class RegistrationError(RuntimeError):
     pass
 
 
-def dataset_entry(cfg: RunConfig) -> dict[str, Any]:
-    """The dataset_info.json entry for this config's source (contract: 'derived from data_name')."""
+def dataset_entry(cfg: RunConfig, dataset_dir: Path | None = None) -> dict[str, Any]:
+    """The dataset_info.json entry for this config's source (contract: 'derived from data_name').
+
+    File names are relative to `dataset_dir` (the directory of dataset_info.json; default artifacts/data/lf_data).
+    """
+    dataset_dir = Path(dataset_dir) if dataset_dir is not None else cfg.root / LF_DATA_DIR
     src, overrides = cfg.source, cfg.inp["dataset"]
     entry: dict[str, Any]
     if src["type"] == "harbor_job":
@@ -26,7 +30,7 @@ def dataset_entry(cfg: RunConfig) -> dict[str, Any]:
     elif src["type"] == "local_lf":
         # Relative to dataset_dir when inside the project, so a checkout can move; else absolute.
         lf_path = (cfg.root / src["lf_path"]).resolve()
-        lf_dir = (cfg.root / LF_DATA_DIR).resolve()
+        lf_dir = dataset_dir.resolve()
         try:
             lf_path.relative_to(cfg.root.resolve())
             entry = {"file_name": os.path.relpath(lf_path, lf_dir)}
@@ -86,10 +90,10 @@ def merge_entry(dataset_info: Path, name: str, entry: dict[str, Any]) -> dict[st
 
 def register(cfg: RunConfig, dataset_info: Path, marker: Path) -> dict[str, Any]:
     """Register cfg's dataset; write `marker` (the Snakemake output) with the entry and row count."""
-    entry = dataset_entry(cfg)
+    entry = dataset_entry(cfg, Path(dataset_info).parent)
     rows = None
     if "file_name" in entry:
-        data_file = (cfg.root / LF_DATA_DIR / entry["file_name"]).resolve()
+        data_file = (Path(dataset_info).parent / entry["file_name"]).resolve()
         if not data_file.is_file():
             raise RegistrationError(f"dataset file {data_file} for {cfg.data_name!r} does not exist")
         rows = count_rows(data_file)
