@@ -1,5 +1,7 @@
 """What a process running inside a SLURM job needs to launch torchrun on every node of it.
 
+(Long module: the facts below and the code they justify are kept together on purpose.)
+
 Facts this module is built on (verified with snakemake-executor-plugin-slurm 2.8.0 / jobstep 0.6.1,
 Slurm 22.05, see tests/cluster/):
   * A rule runs inside the plugin's own `srun -n1` step (step 0). Before that srun the plugin
