@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "sftpipe.report.compare",
     "sftpipe.report.publish",
     "sftpipe.runs.variants",
+    "sftpipe.cli.dashboard",
 ]
 
 
