@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sftpipe.config import LF_DATA_DIR, VARIANTS_DIR, ConfigError, RunConfig, load
+from sftpipe.config import LF_DATA_DIR, VARIANTS_DIR, ConfigError, RunConfig, load, stable_hash
 
 DATA_DIR = LF_DATA_DIR.parent
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -22,6 +22,7 @@ POLICY_SKIPS = frozenset({"excluded_repo", "no_reward", "not_selected", "over_ma
                           "over_max_trials_per_instance", "below_min_score", "subagent_excluded", "over_length",
                           "incomplete", "unknown_scaffold"})
 SAMPLE_STATES = ("kept", "skipped", "damaged")
+_CHECKS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 class DataNotFound(LookupError):
@@ -221,7 +222,11 @@ def tokens(root: Path, name: str, index: int) -> dict[str, Any]:
     row = _lf_row(root, _name(name), index)
     if row is None:
         raise DataNotFound(f"dataset {name!r} has no LF row {index}")
-    return _inspect().render_sample(config_for(root, name), row)
+    inspect = _inspect()
+    try:
+        return inspect.render_sample(config_for(root, name), row)
+    except (inspect.RenderError, inspect.InspectError) as exc:  # LF would drop or crash on this row
+        raise DataUnavailable(f"sample {index}: {exc}") from exc
 
 
 def checks(root: Path, name: str) -> dict[str, Any]:
@@ -231,7 +236,17 @@ def checks(root: Path, name: str) -> dict[str, Any]:
         raise DataNotFound(f"dataset {name!r} has no {LF_DATA_DIR}/{name}.json")
     cfg = config_for(root, name)
     try:
-        rows = _lf_rows(_version(path))
+        version = _version(path)
+        rows = _lf_rows(version)
     except (ValueError, OSError) as exc:
         raise DataUnavailable(f"{path.name}: {exc}") from exc
-    return _inspect().inspect_dataset(cfg, list(rows))
+    key = (version, stable_hash(cfg.data))
+    if key not in _CHECKS:  # every row goes through LF's tokenizer: compute once per file and config
+        inspect = _inspect()
+        if len(_CHECKS) >= 8:
+            _CHECKS.clear()
+        try:
+            _CHECKS[key] = inspect.inspect_dataset(cfg, list(rows))
+        except inspect.InspectError as exc:
+            raise DataUnavailable(str(exc)) from exc
+    return _CHECKS[key]

@@ -15,7 +15,7 @@ function link(href, text) { const a = el("a", text); a.href = href; return a; }
 function showError(e, id = "error") { const p = $(id); if (p) { p.textContent = String(e.message || e); p.hidden = false; } }
 function options(sel, values) { const cur = sel.value; for (const v of values) if (![...sel.options].some(o => o.value === v))
   sel.appendChild(Object.assign(el("option", v || "(base)"), {value: v})); sel.value = cur; }
-const layout = (title, ytype) => ({title: {text: title, font: {size: 14}}, margin: {l: 50, r: 10, t: 36, b: 36},
+const layout = (title, ytype) => ({title: {text: title, font: {size: 14}, x: 0.02, xanchor: "left"}, margin: {l: 50, r: 10, t: 36, b: 36},
   xaxis: {title: {text: "step"}}, yaxis: {type: ytype || "linear"}, legend: {orientation: "h"}});
 
 async function runsPage() {
@@ -109,9 +109,10 @@ async function dataPage() {
     (rep.rows || {}).dropped_by_reason || {}).map(([k, v]) => ["rows dropped: " + k, v]))});
   kv($("issues"), Object.fromEntries(Object.entries(rep.reader_issues || {}).map(([k, v]) =>
     [k, `${v.count} in ${v.trials} trials; e.g. ${(v.examples || []).join(", ")}`])));
-  kv($("stats"), {"token length": st.token_length, "assistant turns": st.assistant_turns, "score": st.score &&
-    {...st.score, histogram: undefined}, "tool-call error rate": st.tool_call_error_rate,
-    "samples per agent type": st.samples_per_agent_type});
+  const flat = (o, p = "") => Object.entries(o || {}).flatMap(([k, v]) => k === "histogram" ? [] : v && typeof v ===
+    "object" ? flat(v, p + k + " · ") : [[p + k, v]]);
+  kv($("stats"), Object.fromEntries(flat({"token length": st.token_length, "assistant turns": st.assistant_turns,
+    score: st.score, "tool-call error rate": st.tool_call_error_rate, "samples per agent type": st.samples_per_agent_type})));
   api(`/api/data/${encodeURIComponent(name)}/checks`).then((res) => { const b = $("checks").tBodies[0]; b.replaceChildren();
     for (const c of res.checks) { const tr = row(b, [c.name, el("span", c.ok ? "ok" : "FAIL", c.ok ? "ok" : "bad"),
       c.count, c.total, c.detail]); tr.dataset.check = c.name; } }).catch(e => showError(e, "checks-error"));
@@ -144,9 +145,11 @@ async function tokenView(name, index, tr) {
     + ` cutoff_len ${v.cutoff_len}` + (v.truncated ? `, truncated at token ${v.cutoff_index}` : ", not truncated");
   const frag = document.createDocumentFragment();
   v.tokens.forEach((t, i) => { if (v.truncated && i === v.cutoff_index) frag.appendChild(el("span", `✂ cutoff ${v.cutoff_len}`, "cutoff"));
-    const s = el("span", t.text, "tok " + (t.trained ? "trained" : "masked") + (v.truncated && i >= v.cutoff_index ? " beyond" : ""));
+    const s = el("span", t.text, "tok " + (t.trained ? "trained" : "masked") + (v.truncated && i >= v.cutoff_index ? " after-cut" : ""));
     s.title = `#${i} id ${t.id}`; frag.appendChild(s); });
   box.appendChild(frag); box.dataset.index = index;
+  const first = box.querySelector(".tok.trained");  // long masked prompts: start the view at the first target
+  if (first) box.scrollTop = Math.max(0, first.offsetTop - box.offsetTop - 60);
 }
 
 async function poll(fn, everyMs) { let live = true;
