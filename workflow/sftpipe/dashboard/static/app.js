@@ -29,7 +29,7 @@ async function runsPage() {
   body.replaceChildren(); $("runs-empty").hidden = runs.length > 0;
   for (const r of runs) { const box = Object.assign(el("input"), {type: "checkbox", value: r.id});
     const tr = row(body, [box, link("/run/" + encodeURIComponent(r.id), r.id), el("span", r.status, "status-" + r.status),
-      r.variant || "(base)", r.data_name, r.step === null ? "-" : `${r.step}/${fmt(r.total_steps)}`,
+      r.variant || "(base)", r.data_name, r.step !== null ? `${r.step}/${fmt(r.total_steps)}` : r.status === "completed" ? "done" : "-",
       r.final_loss, r.started_at, r.completed_at]); tr.dataset.id = r.id; }
 }
 
