@@ -172,3 +172,18 @@ def test_the_dashboard_writes_nothing(data_root, client):
                  "/api/data/demo/samples/0"):
         assert client.get(path).status_code == 200, path
     assert snapshot() == before
+
+
+def test_cli_binds_localhost_by_default_and_rejects_a_non_project(tmp_path, capsys):
+    from sftpipe.cli import build_parser
+
+    args = build_parser().parse_args(["dashboard"])
+    assert (args.host, args.port, args.root) == ("127.0.0.1", 8765, Path("."))
+    assert main(["dashboard", "--root", str(tmp_path / "nowhere"), "--port", "1"]) == 2
+    assert "not a project root" in capsys.readouterr().err
+
+
+def test_token_view_without_a_config_for_the_dataset_is_a_clear_error(data_root, client):
+    r = client.get("/api/data/demo/samples/0/tokens")
+    assert r.status_code == 422 and "data_name 'demo'" in r.json()["error"]
+    assert client.get("/api/data/demo/checks").status_code == 422
