@@ -162,8 +162,9 @@ def samples(root: Path, name: str, state: str | None = None, scaffold: str | Non
               and (agent_type is None or r["agent_type"] == agent_type)
               and (min_score is None or (r["score"] is not None and r["score"] >= min_score))
               and (max_score is None or (r["score"] is not None and r["score"] <= max_score))]
+    offset, limit = max(0, offset), max(0, limit)
     return {"total": len(rows), "matched": len(picked), "offset": offset, "facets": facets,
-            "samples": picked[offset: offset + max(0, limit)], "problems": problems}
+            "samples": picked[offset: offset + limit], "problems": problems}
 
 
 def sample(root: Path, name: str, index: int) -> dict[str, Any]:
