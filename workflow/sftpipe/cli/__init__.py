@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "sftpipe.data.conversion.cli",
     "sftpipe.cli.runs",
     "sftpipe.cli.report",
+    "sftpipe.cli.dashboard",
 ]
 
 

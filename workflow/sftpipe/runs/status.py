@@ -296,6 +296,7 @@ def list_runs(root: Path, status: str | None = None, variant: str | None = None,
         rows.append({"id": entry["id"], "status": derived.status, "recorded_status": entry.get("status"),
                      "variant": entry.get("variant"), "data_name": entry.get("data_name"),
                      "run_dir": entry.get("run_dir"), "started_at": entry.get("started_at"),
+                     "completed_at": entry.get("completed_at"),
                      "final_loss": entry.get("final_loss"), "step": prog.get("step"),
                      "total_steps": prog.get("total_steps"), "eta": prog.get("eta")})
     return rows
