@@ -43,7 +43,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         cfg = load_from_args(args)
     except (ConfigError, OSError) as exc:
         return _fail(exc, args.json)
-    warnings = config_warnings(cfg.data)
+    from sftpipe.lf.memory import memory_warnings
+
+    warnings = config_warnings(cfg.data) + memory_warnings(cfg)
     report = {"ok": True, "run_dir": str(cfg.run_dir), "data_name": cfg.data_name,
               "variant": cfg.variant, "source": cfg.source["type"], "warnings": warnings,
               "global_batch": cfg.training["per_device_train_batch_size"]

@@ -64,6 +64,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     from sftpipe.data.registration import dataset_entry
 
     report: dict[str, Any] = {"ok": False, "config": {"ok": True, "warnings": config_warnings(cfg.data)}}
+    report["memory"] = _memory(cfg)
     rendered = lf_config.render(cfg)
     report["llamafactory_config"] = rendered
     with tempfile.TemporaryDirectory(prefix="sft-dryrun-") as tmp:
@@ -87,8 +88,21 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             report["tokenization"] = {"skipped": f"{invalid} invalid row(s): fix them first"}
             return report
         report["tokenization"] = lf_dataset.tokenize_dataset(checked)
+    if report["memory"].get("fits") is False and not cfg.infrastructure.get("allow_memory_overcommit"):
+        report["stage"] = "memory"  # the plan says it would OOM: fail here, not hours into the job
+        return report
     report["ok"] = True
     return report
+
+
+def _memory(cfg: RunConfig) -> dict[str, Any]:
+    """The memory plan (sftpipe.lf.memory); its absence (no config.json yet) is reported, not fatal."""
+    from sftpipe.lf.memory import MemoryPlanError, memory_plan
+
+    try:
+        return memory_plan(cfg)
+    except MemoryPlanError as exc:
+        return {"error": str(exc)}
 
 
 def _print_human(report: dict[str, Any]) -> None:
@@ -107,6 +121,17 @@ def _print_human(report: dict[str, Any]) -> None:
     print("tokenization (LLaMA-Factory, CPU, no weights):")
     for key, value in tok.items():
         print(f"  {key}: {value}")
+    mem = report["memory"]
+    if "error" in mem:
+        print(f"memory plan: unavailable ({mem['error']})")
+    else:
+        from sftpipe.lf.memory import format_plan
+
+        print(format_plan(mem))
+    if report.get("stage") == "memory":
+        print("dry run FAILED: the memory plan does not fit (see the suggestions above; "
+              "infrastructure.allow_memory_overcommit: true overrides)")
+        return
     print("dry run " + ("passed" if report["ok"] else "FAILED: fix the rows above before training"))
 
 
