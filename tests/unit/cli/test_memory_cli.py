@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
-
 from sftpipe.cli import main
 from sftpipe.config import read_yaml
 from sftpipe.plan import requested_variants
+
 from tests.project import edit_config, make_project
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures/models/qwen3-8b"

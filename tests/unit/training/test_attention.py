@@ -6,12 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from sftpipe.training.attention import LOG_PREFIX, KernelReportCallback, kernels_in_use
 from transformers import Qwen3Config, Qwen3ForCausalLM, TrainerControl, TrainerState, TrainingArguments
 
-from sftpipe.training.attention import LOG_PREFIX, KernelReportCallback, kernels_in_use
-
-TINY = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-            num_key_value_heads=1, head_dim=16)
+TINY = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16}
 
 
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
