@@ -63,7 +63,10 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     from sftpipe.lf import checks as lf_dataset
     from sftpipe.data.registration import dataset_entry
 
-    report: dict[str, Any] = {"ok": False, "config": {"ok": True, "warnings": config_warnings(cfg.data)}}
+    from sftpipe.lf.memory import memory_warnings
+
+    warnings = config_warnings(cfg.data) + memory_warnings(cfg)
+    report: dict[str, Any] = {"ok": False, "config": {"ok": True, "warnings": warnings}}
     report["memory"] = _memory(cfg)
     rendered = lf_config.render(cfg)
     report["llamafactory_config"] = rendered
