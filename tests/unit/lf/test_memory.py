@@ -98,3 +98,16 @@ def test_missing_or_bad_model_config_is_a_clear_error(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(MemoryPlanError, match="lacks a decoder architecture key"):
         memory_plan(profile(), model_config=tmp_path)
+
+
+def test_bad_architecture_or_deepspeed_json_is_a_clear_error(tmp_path):
+    conf = json.loads((QWEN3_8B / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**conf, "num_attention_heads": 0, "head_dim": None}))
+    with pytest.raises(MemoryPlanError, match="must be positive"):
+        memory_plan(profile(), model_config=tmp_path)
+    (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"stage": "three"}}))
+    with pytest.raises(MemoryPlanError, match="stage is not a number"):
+        memory_plan(profile(deepspeed=str(tmp_path / "ds.json")))
+    (tmp_path / "ds.json").write_text("[1, 2]")
+    with pytest.raises(MemoryPlanError, match="cannot read"):
+        memory_plan(profile(deepspeed=str(tmp_path / "ds.json")))

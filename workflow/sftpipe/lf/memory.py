@@ -53,6 +53,9 @@ class Arch:
             inter = int(conf.get("intermediate_size") or 0)
         except (KeyError, TypeError, ValueError) as exc:
             raise MemoryPlanError(f"config.json lacks a decoder architecture key: {exc}") from None
+        if min(h, n_layers, heads, vocab) <= 0:
+            raise MemoryPlanError("config.json: hidden_size, num_hidden_layers, num_attention_heads and "
+                                  "vocab_size must be positive")
         kv = int(conf.get("num_key_value_heads") or heads)
         d = int(conf.get("head_dim") or h // heads)
         tied = bool(conf.get("tie_word_embeddings", False))
@@ -121,9 +124,17 @@ def zero_settings(cfg: RunConfig) -> dict[str, Any]:
         raise MemoryPlanError(f"training.deepspeed: cannot read {ds!r} ({exc})") from None
 
     def offloaded(key: str) -> bool:
-        return str((zero.get(key) or {}).get("device", "none")).lower() in ("cpu", "nvme")
+        section = zero.get(key)
+        return isinstance(section, dict) and str(section.get("device", "none")).lower() in ("cpu", "nvme")
 
-    return {"stage": int(zero.get("stage", 0)), "offload_optimizer": offloaded("offload_optimizer"),
+    if not isinstance(zero, dict):
+        raise MemoryPlanError(f"training.deepspeed: {ds!r}: zero_optimization must be an object")
+
+    try:
+        stage = int(zero.get("stage", 0))
+    except (TypeError, ValueError):
+        raise MemoryPlanError(f"training.deepspeed: {ds!r}: zero_optimization.stage is not a number") from None
+    return {"stage": stage, "offload_optimizer": offloaded("offload_optimizer"),
             "offload_param": offloaded("offload_param"), "file": ds}
 
 
