@@ -61,3 +61,23 @@ def test_malformed_rows_are_caught_before_training(root):
     assert validation["rows"] == 6 and validation["invalid_rows"] == 2
     assert any(e.startswith("row 4:") for e in validation["examples"])
     assert any(e.startswith("row 5:") for e in validation["examples"])
+
+
+def test_memory_plan_in_report_and_overcommit_refused_unless_allowed(root):
+    config = root / "config/config.yaml"
+    original = config.read_text()
+    infra = lambda d: d["runtime_info"]["input"]["infrastructure"]
+    try:
+        edit_config(config, lambda d: infra(d).__setitem__("gpu_memory_gb", 1))  # < the 4 GB reserve alone
+        code, report = dryrun(root)
+        assert code == 1 and report["stage"] == "memory" and not report["ok"]
+        assert report["memory"]["fits"] is False and report["memory"]["suggestions"]
+        assert report["tokenization"]["rows_out"] == 5  # every other check still ran
+        edit_config(config, lambda d: infra(d).__setitem__("allow_memory_overcommit", True))
+        code, report = dryrun(root)
+        assert code == 0 and report["ok"] and report["memory"]["fits"] is False
+    finally:
+        config.write_text(original)
+    code, report = dryrun(root)
+    assert code == 0 and report["memory"]["fits"] and report["memory"]["gpu_memory_gb"] == 80
+    assert report["memory"]["inputs"]["params"] > 0  # planned from the built tiny model's config.json

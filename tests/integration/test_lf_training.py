@@ -113,6 +113,8 @@ def test_sigterm_to_process_group_leaves_complete_checkpoint(workdir: dict) -> N
     assert 1 <= step < MAX_STEPS and reason["checkpoint_complete"] is True
     _assert_complete_zero3_checkpoint(out / f"checkpoint-{step}", step)
     assert not (out / "train_results.json").exists()  # LF's end-of-run outputs are skipped
+    # The run log names the attention implementation the loaded model really used (LF falls back silently)
+    assert '[sftpipe] kernels: {"attn_implementation": "sdpa", "liger_kernel": false' in log.read_text()
     workdir["first_stop"] = step
 
 

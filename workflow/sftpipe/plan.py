@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sftpipe import paths
-from sftpipe.config import ConfigError, RunConfig, is_buildable_demo_model, resolve, stable_hash
+from sftpipe.config import ConfigError, RunConfig, is_buildable_demo_model, read_yaml, resolve, stable_hash
 from sftpipe.lf.render import render
 from sftpipe.paths import MODEL_ROOT, VARIANTS_DIR
 
@@ -43,9 +43,22 @@ def requested_variants(raw: dict[str, Any], root: Path) -> list[str]:
         names = [n.strip() for n in names if n.strip()]
         if names == ["all"]:
             names = [BASE] + sorted(p.stem for p in (root / VARIANTS_DIR).glob("*.yaml")
-                                    if not p.name.endswith(".output.yaml"))
+                                    if not p.name.endswith(".output.yaml") and _same_accelerator(raw, p))
         return names
     return [raw.get("variant") or BASE]
+
+
+def _same_accelerator(raw: dict[str, Any], variant_file: Path) -> bool:
+    """`variants=all` means the variants for this machine: a cuda production profile (e.g.
+    qwen3-8b-128k) is not trained by the CPU demo's `all`; name it explicitly to run it."""
+    def accel(data: dict[str, Any]) -> str | None:
+        return ((data.get("runtime_info") or {}).get("input") or {}).get("infrastructure", {}).get("accelerator")
+
+    try:
+        own = accel(read_yaml(variant_file))
+    except (ConfigError, OSError, ValueError, AttributeError):
+        return True  # resolving it reports the problem
+    return own is None or own == (accel(raw) or "cuda")
 
 
 def build(raw: dict[str, Any], root: Path) -> Plan:

@@ -18,6 +18,7 @@ from sftpipe.cli.errors import USER_ERRORS
 COMMAND_MODULES = [
     "sftpipe.cli.pipeline",
     "sftpipe.cli.tools",
+    "sftpipe.cli.memory",
     "sftpipe.data.conversion.cli",
     "sftpipe.cli.runs",
     "sftpipe.cli.report",

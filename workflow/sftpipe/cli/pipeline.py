@@ -24,6 +24,7 @@ from sftpipe.data.conversion.options import conversion_options
 from sftpipe.data.registration import register
 from sftpipe.lf import checks as lf_checks
 from sftpipe.lf import render as lf_render
+from sftpipe.lf.memory import memory_warnings
 from sftpipe.report.record import record_run, write_back
 from sftpipe.training.train import train
 from sftpipe.util.fs import atomic_write_json
@@ -33,7 +34,7 @@ __all__ = ["add_config_args", "load_from_args", "register_cli"]  # shared flags,
 
 def cmd_validate(args: argparse.Namespace) -> int:
     cfg = load_from_args(args)
-    warnings = config_warnings(cfg.data)
+    warnings = config_warnings(cfg.data) + memory_warnings(cfg)
     report = {"ok": True, "run_dir": str(cfg.run_dir), "data_name": cfg.data_name,
               "variant": cfg.variant, "source": cfg.source["type"], "warnings": warnings,
               "global_batch": cfg.training["per_device_train_batch_size"]

@@ -18,6 +18,7 @@ from sftpipe.cli.common import (
 )
 from sftpipe.config import ConfigError
 from sftpipe.data.tiny_model import PRESETS, build_tiny_model
+from sftpipe.lf.memory import format_plan
 from sftpipe.training.dryrun import run
 from sftpipe.util.fs import stdout_to_stderr
 
@@ -61,6 +62,12 @@ def _print_dryrun(report: dict[str, Any]) -> None:
     print("tokenization (LLaMA-Factory, CPU, no weights):")
     for key, value in tok.items():
         print(f"  {key}: {value}")
+    mem = report["memory"]
+    print(f"memory plan: unavailable ({mem['error']})" if "error" in mem else format_plan(mem))
+    if report.get("stage") == "memory":
+        print("dry run FAILED: the memory plan does not fit (see the suggestions above; "
+              "infrastructure.allow_memory_overcommit: true overrides)")
+        return
     print("dry run " + ("passed" if report["ok"] else "FAILED: fix the rows above before training"))
 
 

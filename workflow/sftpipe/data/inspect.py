@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from sftpipe.config import RunConfig
-from sftpipe.paths import LF_DATA_DIR
 from sftpipe.data.token_view import RenderError, TokenViewer, viewer_for
+from sftpipe.paths import LF_DATA_DIR
 
 CHECK_NAMES = ("lf_accepts_rows", "end_token_trained", "no_empty_samples", "tool_call_format", "reasoning_policy",
                "tool_outputs_masked", "trained_share", "truncation")

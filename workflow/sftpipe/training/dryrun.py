@@ -60,8 +60,11 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     from sftpipe.data.registration import dataset_entry
     from sftpipe.lf import checks as lf_dataset
     from sftpipe.lf import render as lf_config
+    from sftpipe.lf.memory import memory_warnings
 
-    report: dict[str, Any] = {"ok": False, "config": {"ok": True, "warnings": config_warnings(cfg.data)}}
+    warnings = config_warnings(cfg.data) + memory_warnings(cfg)
+    report: dict[str, Any] = {"ok": False, "config": {"ok": True, "warnings": warnings}}
+    report["memory"] = _memory(cfg)
     rendered = lf_config.render(cfg)
     report["llamafactory_config"] = rendered
     with tempfile.TemporaryDirectory(prefix="sft-dryrun-") as tmp:
@@ -85,5 +88,18 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             report["tokenization"] = {"skipped": f"{invalid} invalid row(s): fix them first"}
             return report
         report["tokenization"] = lf_dataset.tokenize_dataset(checked)
+    if report["memory"].get("fits") is False and not cfg.infrastructure.get("allow_memory_overcommit"):
+        report["stage"] = "memory"  # the plan says it would OOM: fail here, not hours into the job
+        return report
     report["ok"] = True
     return report
+
+
+def _memory(cfg: RunConfig) -> dict[str, Any]:
+    """The memory plan (sftpipe.lf.memory); its absence (no config.json yet) is reported, not fatal."""
+    from sftpipe.lf.memory import MemoryPlanError, memory_plan
+
+    try:
+        return memory_plan(cfg)
+    except MemoryPlanError as exc:
+        return {"error": str(exc)}

@@ -184,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.argv = [sys.argv[0], *argv]  # LF's read_args parses the YAML path and overrides from sys.argv
     try:
-        run_exp(callbacks=[stop, *extra_callbacks_from_env()])
+        from sftpipe.training.attention import KernelReportCallback  # logs the attention really used
+
+        run_exp(callbacks=[stop, KernelReportCallback(), *extra_callbacks_from_env()])
     except TrainingStopped as exc:
         print(f"[sftpipe.training.lf_entry] {exc}", file=sys.stderr)
         _destroy_process_group()
