@@ -85,30 +85,17 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
-def conversion_options(cfg: RunConfig):
-    """Map config.yaml (conversion + the training keys that decide token lengths) onto ConversionOptions."""
-    from sftpipe.data.conversion.convert import ConversionOptions
-
-    conv, train = cfg.conversion, cfg.training
-    reasoning = conv["reasoning"]
-    if reasoning == "auto":  # reasoning templates train <think> text; *_nothink ones would train it verbatim
-        reasoning = "drop" if train["template"].endswith("_nothink") else "keep"
-    model = cfg.root / cfg.model_path
-    return ConversionOptions(
-        scaffold=cfg.source["scaffold"], selection=conv["selection"], exception_policy=conv["exception_policy"],
-        max_instances=conv["max_instances"], max_trials_per_instance=conv["max_trials_per_instance"],
-        exclude_repos_file=str(cfg.root / conv["exclude_repos_file"]) if conv["exclude_repos_file"] else "",
-        keep_subagents=conv["keep_subagents"], min_score=conv["min_score"], reasoning=reasoning,
-        tool_error_policy=conv["tool_error_policy"], over_cutoff=conv["over_cutoff"],
-        cutoff_len=train["cutoff_len"], tokenizer_path=str(model) if model.is_dir() else "",
-        template=train["template"], enable_thinking=train.get("enable_thinking", True), workers=conv["workers"])
-
-
 def cmd_convert_config(args: argparse.Namespace) -> int:
+    from sftpipe.data.conversion.cli import output_paths_from_args
     from sftpipe.data.conversion.convert import convert_job
+    from sftpipe.data.conversion.options import conversion_options
 
     cfg = load_from_args(args)
-    report = convert_job(cfg.root / cfg.job_dir, args.out_dir, cfg.data_name, conversion_options(cfg))
+    try:
+        outputs = output_paths_from_args(args, cfg.data_name)
+    except ValueError as exc:
+        return _fail(exc)
+    report = convert_job(cfg.root / cfg.job_dir, outputs, cfg.data_name, conversion_options(cfg))
     print(report.to_text())
     if report.rows_written == 0:  # nothing to train on: fail here, with the report, not later in LF
         print(f"error: no rows written from {cfg.job_dir}; see the per-trial reasons above", file=sys.stderr)
@@ -197,8 +184,10 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("convert-config", help="convert the Harbor job named by config.yaml (the convert rule)")
     add_config_args(p)
-    p.add_argument("--out-dir", type=Path, default=Path("artifacts/data"))
-    p.set_defaults(func=cmd_convert_config)
+    from sftpipe.data.conversion.cli import add_output_args
+
+    add_output_args(p)  # --out-dir (default artifacts/data) or the five exact paths, as the rule passes
+    p.set_defaults(func=cmd_convert_config, out_dir=Path("artifacts/data"))
 
     p = sub.add_parser("tokenize", help="pre-tokenize the dataset on CPU into a LLaMA-Factory tokenized_path")
     add_config_args(p)

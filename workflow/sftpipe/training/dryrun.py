@@ -50,7 +50,7 @@ def _data_file(cfg: RunConfig, workdir: Path) -> tuple[Path | None, str]:
     if kind == "local_lf":
         return cfg.root / cfg.source["lf_path"], "local_lf file"
     if kind == "harbor_job":
-        from sftpipe.cli.pipeline import conversion_options
+        from sftpipe.data.conversion.options import conversion_options
         from sftpipe.data.conversion.convert import convert_job
 
         convert_job(cfg.root / cfg.job_dir, workdir, cfg.data_name, conversion_options(cfg))
