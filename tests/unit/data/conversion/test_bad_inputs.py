@@ -1,6 +1,7 @@
 """Malformed Harbor jobs: no crash, every trial accounted for with an explicit status, good trials still
 converted, nothing written outside out_dir. Each case is converted twice: with the default
 `on_damaged_trial: skip` (damaged trials yield no rows) and with `salvage` (never `kept`)."""
+
 import json
 import os
 from collections.abc import Callable
@@ -44,14 +45,19 @@ def _break_last(trial: Path, fn: Callable[[dict], None], truncate: bool = False)
 
 def _bad_tool_call(**function) -> Callable[[dict], None]:
     def fn(rec: dict) -> None:
-        rec["response_body"]["choices"][0]["message"] = {"role": "assistant", "content": "", "tool_calls": [
-            {"id": "t9", "type": "function", "function": function}]}
+        rec["response_body"]["choices"][0]["message"] = {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "t9", "type": "function", "function": function}],
+        }
+
     return fn
 
 
 def _orphan_result(rec: dict) -> None:
     rec["request_body"]["messages"][-1]["content"].append(
-        {"type": "tool_result", "tool_use_id": "toolu_nowhere", "content": "stray"})
+        {"type": "tool_result", "tool_use_id": "toolu_nowhere", "content": "stray"}
+    )
 
 
 def _t(job: Path, name: str, **kw) -> Path:
@@ -65,102 +71,289 @@ def _t(job: Path, name: str, **kw) -> Path:
 CASES: dict[str, tuple[Callable[[Path, str], object], str, str]] = {
     # --- job-dir level ---
     "no_config": (lambda j, n: (j / n).mkdir(), "missing_config", "missing_config"),
-    "config_bad_json": (lambda j, n: (_t(j, n) / "config.json").write_text("{not json"), "damaged", "damaged"),
-    "config_non_utf8": (lambda j, n: (_t(j, n) / "config.json").write_bytes(b'{"task": "\xff\xfe"}'), "damaged", "damaged"),
+    "config_bad_json": (
+        lambda j, n: (_t(j, n) / "config.json").write_text("{not json"),
+        "damaged",
+        "damaged",
+    ),
+    "config_non_utf8": (
+        lambda j, n: (_t(j, n) / "config.json").write_bytes(b'{"task": "\xff\xfe"}'),
+        "damaged",
+        "damaged",
+    ),
     "config_is_list": (lambda j, n: (_t(j, n) / "config.json").write_text("[1, 2]"), "damaged", "damaged"),
     "config_empty_file": (lambda j, n: (_t(j, n) / "config.json").write_text(""), "damaged", "damaged"),
     "no_result_running": (lambda j, n: _t(j, n, with_result=False), "incomplete", "incomplete"),
-    "result_truncated": (lambda j, n: (_t(j, n) / "result.json").write_text('{"task_name": "x", "verif'),
-                         "damaged", "damaged"),
+    "result_truncated": (
+        lambda j, n: (_t(j, n) / "result.json").write_text('{"task_name": "x", "verif'),
+        "damaged",
+        "damaged",
+    ),
     "result_is_string": (lambda j, n: (_t(j, n) / "result.json").write_text('"done"'), "damaged", "damaged"),
-    "verifier_wrong_type": (lambda j, n: _edit_json(_t(j, n) / "result.json",
-                                                    lambda d: d.update(verifier_result="yes")), "no_reward", "no_reward"),
-    "rewards_is_list": (lambda j, n: _edit_json(_t(j, n) / "result.json",
-                                                lambda d: d.update(verifier_result={"rewards": [1]})), "no_reward", "no_reward"),
-    "reward_is_text": (lambda j, n: _edit_json(_t(j, n) / "result.json",
-                                               lambda d: d.update(verifier_result={"rewards": {"reward": "abc"}})),
-                       "no_reward", "no_reward"),
-    "reward_nan": (lambda j, n: (_t(j, n) / "result.json").write_text(
-        '{"task_name": "x__y-1", "verifier_result": {"rewards": {"reward": NaN}}}'), "no_reward", "no_reward"),
-    "no_task_path_no_name": (lambda j, n: (write_json(_t(j, n) / "config.json", {"agent": {"name": "claude-code"}}),
-                                           _edit_json(j / n / "result.json", lambda d: d.pop("task_name"))),
-                             "missing_instance_id", "missing_instance_id"),
-    "task_path_wrong_type": (lambda j, n: (write_json(_t(j, n) / "config.json", {"task": {"path": 7}}),
-                                           _edit_json(j / n / "result.json", lambda d: d.update(task_name=["x"]))),
-                             "missing_instance_id", "missing_instance_id"),
-    "task_name_with_separator": (lambda j, n: (write_json(_t(j, n) / "config.json", {"task": {}}),
-                                               _edit_json(j / n / "result.json",
-                                                          lambda d: d.update(task_name="../../etc/passwd"))),
-                                 "invalid_instance_id", "invalid_instance_id"),
-    "task_path_with_spaces": (lambda j, n: write_json(_t(j, n) / "config.json",
-                                                      {"task": {"path": "/tasks/bad name;rm"}}), "invalid_instance_id", "invalid_instance_id"),
+    "verifier_wrong_type": (
+        lambda j, n: _edit_json(_t(j, n) / "result.json", lambda d: d.update(verifier_result="yes")),
+        "no_reward",
+        "no_reward",
+    ),
+    "rewards_is_list": (
+        lambda j, n: _edit_json(
+            _t(j, n) / "result.json", lambda d: d.update(verifier_result={"rewards": [1]})
+        ),
+        "no_reward",
+        "no_reward",
+    ),
+    "reward_is_text": (
+        lambda j, n: _edit_json(
+            _t(j, n) / "result.json", lambda d: d.update(verifier_result={"rewards": {"reward": "abc"}})
+        ),
+        "no_reward",
+        "no_reward",
+    ),
+    "reward_nan": (
+        lambda j, n: (_t(j, n) / "result.json").write_text(
+            '{"task_name": "x__y-1", "verifier_result": {"rewards": {"reward": NaN}}}'
+        ),
+        "no_reward",
+        "no_reward",
+    ),
+    "no_task_path_no_name": (
+        lambda j, n: (
+            write_json(_t(j, n) / "config.json", {"agent": {"name": "claude-code"}}),
+            _edit_json(j / n / "result.json", lambda d: d.pop("task_name")),
+        ),
+        "missing_instance_id",
+        "missing_instance_id",
+    ),
+    "task_path_wrong_type": (
+        lambda j, n: (
+            write_json(_t(j, n) / "config.json", {"task": {"path": 7}}),
+            _edit_json(j / n / "result.json", lambda d: d.update(task_name=["x"])),
+        ),
+        "missing_instance_id",
+        "missing_instance_id",
+    ),
+    "task_name_with_separator": (
+        lambda j, n: (
+            write_json(_t(j, n) / "config.json", {"task": {}}),
+            _edit_json(j / n / "result.json", lambda d: d.update(task_name="../../etc/passwd")),
+        ),
+        "invalid_instance_id",
+        "invalid_instance_id",
+    ),
+    "task_path_with_spaces": (
+        lambda j, n: write_json(_t(j, n) / "config.json", {"task": {"path": "/tasks/bad name;rm"}}),
+        "invalid_instance_id",
+        "invalid_instance_id",
+    ),
     "dir_name_backslash": (lambda j, n: _t(j, "back\\slash__x"), "invalid_name", "invalid_name"),
-    "dir_name_non_utf8": (lambda j, n: os.mkdir(os.fsencode(j) + b"/bad\xff__x"), "invalid_name", "invalid_name"),
+    "dir_name_non_utf8": (
+        lambda j, n: os.mkdir(os.fsencode(j) + b"/bad\xff__x"),
+        "invalid_name",
+        "invalid_name",
+    ),
     "symlink_loop": (lambda j, n: os.symlink(n, j / n), "symlink_loop", "symlink_loop"),
-    "broken_symlink": (lambda j, n: os.symlink(j / "does-not-exist", j / n), "broken_symlink", "broken_symlink"),
+    "broken_symlink": (
+        lambda j, n: os.symlink(j / "does-not-exist", j / n),
+        "broken_symlink",
+        "broken_symlink",
+    ),
     "excluded_repo": (lambda j, n: _t(j, "django__django-11099__q"), "excluded_repo", "excluded_repo"),
-    "exception_no_reward": (lambda j, n: _t(j, n, reward=None, exception="AgentTimeoutError"), "exception", "exception"),
+    "exception_no_reward": (
+        lambda j, n: _t(j, n, reward=None, exception="AgentTimeoutError"),
+        "exception",
+        "exception",
+    ),
     "unresolved": (lambda j, n: _t(j, n, reward=0.0), "not_selected", "not_selected"),
-    "unknown_agent": (lambda j, n: _edit_json(_t(j, n) / "config.json",
-                                              lambda d: d.update(agent={"name": "mystery-bot"})), "unknown_scaffold", "unknown_scaffold"),
-    "agent_name_wrong_type": (lambda j, n: (_edit_json(_t(j, n) / "config.json", lambda d: d.update(agent={"name": 5})),
-                                            _edit_json(j / n / "result.json", lambda d: d.update(agent_info=None))),
-                              "unknown_scaffold", "unknown_scaffold"),
+    "unknown_agent": (
+        lambda j, n: _edit_json(_t(j, n) / "config.json", lambda d: d.update(agent={"name": "mystery-bot"})),
+        "unknown_scaffold",
+        "unknown_scaffold",
+    ),
+    "agent_name_wrong_type": (
+        lambda j, n: (
+            _edit_json(_t(j, n) / "config.json", lambda d: d.update(agent={"name": 5})),
+            _edit_json(j / n / "result.json", lambda d: d.update(agent_info=None)),
+        ),
+        "unknown_scaffold",
+        "unknown_scaffold",
+    ),
     # --- trajectory level (readers) ---
-    "no_agent_dir": (lambda j, n: [p.unlink() for p in (_t(j, n) / "agent").iterdir()], "no_trajectory", "no_trajectory"),
+    "no_agent_dir": (
+        lambda j, n: [p.unlink() for p in (_t(j, n) / "agent").iterdir()],
+        "no_trajectory",
+        "no_trajectory",
+    ),
     "empty_log": (lambda j, n: _log(_t(j, n), ""), "empty_log", "empty_log"),
     "only_blank_lines": (lambda j, n: _log(_t(j, n), "\n\n   \n"), "empty_log", "empty_log"),
-    "truncated_json_lines": (lambda j, n: _log(_t(j, n), '{"request_body": {"messa\n{"success": tr'), "damaged", "damaged"),
+    "truncated_json_lines": (
+        lambda j, n: _log(_t(j, n), '{"request_body": {"messa\n{"success": tr'),
+        "damaged",
+        "damaged",
+    ),
     "non_utf8_log": (lambda j, n: _log(_t(j, n), b"\xff\xfe\x00garbage\n\x80\x81\n"), "damaged", "damaged"),
-    "line_50mb": (lambda j, n: _log(_t(j, n), '{"pad": "' + "x" * (50 * 1024 * 1024) + '"\n'), "damaged", "damaged"),
-    "all_calls_failed": (lambda j, n: _log(_t(j, n), "".join(
-        json.dumps({"success": False, "request_body": json.loads(l)["request_body"], "response_body": None,
-                    "failure": {"error": "overloaded"}}) + "\n" for l in cc_proxy_lines(2))), "all_calls_failed", "all_calls_failed"),
+    "line_50mb": (
+        lambda j, n: _log(_t(j, n), '{"pad": "' + "x" * (50 * 1024 * 1024) + '"\n'),
+        "damaged",
+        "damaged",
+    ),
+    "all_calls_failed": (
+        lambda j, n: _log(
+            _t(j, n),
+            "".join(
+                json.dumps(
+                    {
+                        "success": False,
+                        "request_body": json.loads(l)["request_body"],
+                        "response_body": None,
+                        "failure": {"error": "overloaded"},
+                    }
+                )
+                + "\n"
+                for l in cc_proxy_lines(2)
+            ),
+        ),
+        "all_calls_failed",
+        "all_calls_failed",
+    ),
     "lines_are_arrays": (lambda j, n: _log(_t(j, n), "[1,2]\n[3]\n"), "damaged", "damaged"),
-    "request_body_string": (lambda j, n: _swap_first_line(_t(j, n), lambda r: r.update(request_body="oops")), "damaged", "damaged"),
-    "messages_is_dict": (lambda j, n: _swap_first_line(_t(j, n), lambda r: r["request_body"].update(messages={})),
-                         "damaged", "damaged"),
-    "response_choices_wrong": (lambda j, n: _swap_first_line(
-        _t(j, n), lambda r: r.update(response_body={"choices": "x"}, request_body={"messages": []})), "damaged", "damaged"),
+    "request_body_string": (
+        lambda j, n: _swap_first_line(_t(j, n), lambda r: r.update(request_body="oops")),
+        "damaged",
+        "damaged",
+    ),
+    "messages_is_dict": (
+        lambda j, n: _swap_first_line(_t(j, n), lambda r: r["request_body"].update(messages={})),
+        "damaged",
+        "damaged",
+    ),
+    "response_choices_wrong": (
+        lambda j, n: _swap_first_line(
+            _t(j, n), lambda r: r.update(response_body={"choices": "x"}, request_body={"messages": []})
+        ),
+        "damaged",
+        "damaged",
+    ),
     # Damaged but still usable: the reader repairs/skips the bad parts and counts them.
-    "garbage_line_among_good": (lambda j, n: _log(_t(j, n), "{broken\n" + "".join(l + "\n" for l in cc_proxy_lines(3))),
-                                "damaged", "salvaged"),
-    "unknown_block_type": (lambda j, n: _log(_t(j, n), "".join(
-        l.replace('"type": "text", "text": "Step', '"type": "hologram", "text": "Step') + "\n"
-        for l in cc_proxy_lines(3))), "damaged", "salvaged"),
-    "tool_result_without_call": (lambda j, n: _log(_t(j, n), "".join(
-        l.replace('"tool_use_id": "toolu_00001"', '"tool_use_id": "toolu_nowhere"') + "\n"
-        for l in cc_proxy_lines(3))), "damaged", "salvaged"),
-    "call_without_result": (lambda j, n: _log(_t(j, n), "".join(
-        l.replace('"type": "tool_result", "tool_use_id": "toolu_00000", "content": "     1\\tdef f_0():',
-                  '"type": "text", "text": "nothing') + "\n" for l in cc_proxy_lines(3))), "damaged", "salvaged"),
-    "arguments_not_json": (lambda j, n: _swap_first_line(_t(j, n), lambda r: r["response_body"]["choices"][0].update(
-        message={"role": "assistant", "content": "", "tool_calls": [
-            {"id": "t9", "type": "function", "function": {"name": "Bash", "arguments": "{{not json"}}]}),
-        keep_rest=True), "damaged", "salvaged"),
+    "garbage_line_among_good": (
+        lambda j, n: _log(_t(j, n), "{broken\n" + "".join(l + "\n" for l in cc_proxy_lines(3))),
+        "damaged",
+        "salvaged",
+    ),
+    "unknown_block_type": (
+        lambda j, n: _log(
+            _t(j, n),
+            "".join(
+                l.replace('"type": "text", "text": "Step', '"type": "hologram", "text": "Step') + "\n"
+                for l in cc_proxy_lines(3)
+            ),
+        ),
+        "damaged",
+        "salvaged",
+    ),
+    "tool_result_without_call": (
+        lambda j, n: _log(
+            _t(j, n),
+            "".join(
+                l.replace('"tool_use_id": "toolu_00001"', '"tool_use_id": "toolu_nowhere"') + "\n"
+                for l in cc_proxy_lines(3)
+            ),
+        ),
+        "damaged",
+        "salvaged",
+    ),
+    "call_without_result": (
+        lambda j, n: _log(
+            _t(j, n),
+            "".join(
+                l.replace(
+                    '"type": "tool_result", "tool_use_id": "toolu_00000", "content": "     1\\tdef f_0():',
+                    '"type": "text", "text": "nothing',
+                )
+                + "\n"
+                for l in cc_proxy_lines(3)
+            ),
+        ),
+        "damaged",
+        "salvaged",
+    ),
+    "arguments_not_json": (
+        lambda j, n: _swap_first_line(
+            _t(j, n),
+            lambda r: r["response_body"]["choices"][0].update(
+                message={
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [
+                        {
+                            "id": "t9",
+                            "type": "function",
+                            "function": {"name": "Bash", "arguments": "{{not json"},
+                        }
+                    ],
+                }
+            ),
+            keep_rest=True,
+        ),
+        "damaged",
+        "salvaged",
+    ),
     # --- the last record is malformed (issue 11): earlier records hold a shorter valid conversation ---
-    "last_truncated": (lambda j, n: _break_last(_t(j, n), lambda r: None, truncate=True), "damaged", "salvaged"),
-    "last_request_body_string": (lambda j, n: _break_last(_t(j, n), lambda r: r.update(request_body="x")),
-                                 "damaged", "salvaged"),
-    "last_messages_not_list": (lambda j, n: _break_last(_t(j, n), lambda r: r["request_body"].update(messages={})),
-                               "damaged", "salvaged"),
-    "last_message_without_role": (lambda j, n: _break_last(_t(j, n), lambda r: r["request_body"]["messages"][3]
-                                                           .pop("role")), "damaged", "salvaged"),
-    "last_numeric_content": (lambda j, n: _break_last(_t(j, n), lambda r: r["request_body"]["messages"][3]
-                                                      .update(content=42)), "damaged", "salvaged"),
-    "last_arguments_not_json": (lambda j, n: _break_last(_t(j, n), _bad_tool_call(name="Bash", arguments="{{x")),
-                                "damaged", "salvaged"),
-    "last_tool_call_without_name": (lambda j, n: _break_last(_t(j, n), _bad_tool_call(arguments="{}")),
-                                    "damaged", "salvaged"),
+    "last_truncated": (
+        lambda j, n: _break_last(_t(j, n), lambda r: None, truncate=True),
+        "damaged",
+        "salvaged",
+    ),
+    "last_request_body_string": (
+        lambda j, n: _break_last(_t(j, n), lambda r: r.update(request_body="x")),
+        "damaged",
+        "salvaged",
+    ),
+    "last_messages_not_list": (
+        lambda j, n: _break_last(_t(j, n), lambda r: r["request_body"].update(messages={})),
+        "damaged",
+        "salvaged",
+    ),
+    "last_message_without_role": (
+        lambda j, n: _break_last(_t(j, n), lambda r: r["request_body"]["messages"][3].pop("role")),
+        "damaged",
+        "salvaged",
+    ),
+    "last_numeric_content": (
+        lambda j, n: _break_last(_t(j, n), lambda r: r["request_body"]["messages"][3].update(content=42)),
+        "damaged",
+        "salvaged",
+    ),
+    "last_arguments_not_json": (
+        lambda j, n: _break_last(_t(j, n), _bad_tool_call(name="Bash", arguments="{{x")),
+        "damaged",
+        "salvaged",
+    ),
+    "last_tool_call_without_name": (
+        lambda j, n: _break_last(_t(j, n), _bad_tool_call(arguments="{}")),
+        "damaged",
+        "salvaged",
+    ),
     "last_orphan_tool_result": (lambda j, n: _break_last(_t(j, n), _orphan_result), "damaged", "salvaged"),
-    "last_empty_choices": (lambda j, n: _break_last(_t(j, n), lambda r: r["response_body"].update(choices=[])),
-                           "damaged", "salvaged"),
-    "last_null_message": (lambda j, n: _break_last(_t(j, n), lambda r: r["response_body"]["choices"][0]
-                                                   .update(message=None)), "damaged", "salvaged"),
-    "last_unknown_role": (lambda j, n: _break_last(_t(j, n), lambda r: r["request_body"]["messages"][3]
-                                                   .update(role="robot")), "damaged", "salvaged"),
-    "last_tools_not_list": (lambda j, n: _break_last(_t(j, n), lambda r: r["request_body"].update(tools="Bash")),
-                            "damaged", "salvaged"),
+    "last_empty_choices": (
+        lambda j, n: _break_last(_t(j, n), lambda r: r["response_body"].update(choices=[])),
+        "damaged",
+        "salvaged",
+    ),
+    "last_null_message": (
+        lambda j, n: _break_last(_t(j, n), lambda r: r["response_body"]["choices"][0].update(message=None)),
+        "damaged",
+        "salvaged",
+    ),
+    "last_unknown_role": (
+        lambda j, n: _break_last(_t(j, n), lambda r: r["request_body"]["messages"][3].update(role="robot")),
+        "damaged",
+        "salvaged",
+    ),
+    "last_tools_not_list": (
+        lambda j, n: _break_last(_t(j, n), lambda r: r["request_body"].update(tools="Bash")),
+        "damaged",
+        "salvaged",
+    ),
     "no_result_but_job_reward": (lambda j, n: _t(j, n, with_result=False), "incomplete", "incomplete"),
 }
 
@@ -185,8 +378,14 @@ def converted(request, tmp_path_factory):
     write_job_result(job, rewards)
     (job / "job.log").write_text("log")  # job-level files are not trials
     before = {p for p in root.rglob("*")}
-    report = convert_job(job, root / "out", "bad", ConversionOptions(
-        workers=2 if policy == "skip" else 1, exclude_repos_file=str(EXCLUDED), on_damaged_trial=policy))
+    report = convert_job(
+        job,
+        root / "out",
+        "bad",
+        ConversionOptions(
+            workers=2 if policy == "skip" else 1, exclude_repos_file=str(EXCLUDED), on_damaged_trial=policy
+        ),
+    )
     after = {p for p in root.rglob("*")}
     return root, report, names, before, after, policy
 
@@ -200,8 +399,11 @@ def test_each_bad_trial_has_its_explicit_status(converted, case):
     _, report, names, _, _, policy = converted
     expected = CASES[case][1 if policy == "skip" else 2]
     by_name = {t.trial_name: t for t in report.trials}
-    special = {"dir_name_backslash": "back\\slash__x", "excluded_repo": "django__django-11099__q",
-               "dir_name_non_utf8": "bad\\xff__x"}
+    special = {
+        "dir_name_backslash": "back\\slash__x",
+        "excluded_repo": "django__django-11099__q",
+        "dir_name_non_utf8": "bad\\xff__x",
+    }
     entry = by_name.get(special.get(case, names[case]))
     assert entry is not None, (case, sorted(by_name))
     assert entry.status == expected, (case, entry)

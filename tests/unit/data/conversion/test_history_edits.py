@@ -1,4 +1,5 @@
 """History edits: a chain whose history was edited (not only appended to) trains each assistant turn once."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,11 @@ def _prune_first_tool_result(messages: list[dict]) -> None:
 
 
 def _assistant_keys(im: dict) -> list[str]:
-    return [json.dumps([m["content"], m.get("tool_calls")], sort_keys=True)
-            for m in im["messages"] if m["role"] == "assistant"]
+    return [
+        json.dumps([m["content"], m.get("tool_calls")], sort_keys=True)
+        for m in im["messages"]
+        if m["role"] == "assistant"
+    ]
 
 
 def _convert(tmp_path: Path, lines: list[str]) -> tuple[list[dict], dict]:

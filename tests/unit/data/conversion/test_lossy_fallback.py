@@ -1,4 +1,5 @@
 """ATIF-only trials of tool-calling scaffolds: completed from a sibling's proxy log, or left out as lossy."""
+
 from __future__ import annotations
 
 import json
@@ -14,14 +15,28 @@ ATIF = {
     "agent": {"name": "claude-code", "version": "2.1.98", "model_name": "claude-sonnet-4-5"},
     "steps": [
         {"step_id": 1, "source": "user", "message": "Fix the failing test in the repository."},
-        {"step_id": 2, "source": "agent", "message": "Writing the fix.",
-         "tool_calls": [{"tool_call_id": "toolu_1", "function_name": "Write",
-                         "arguments": {"file_path": "/repo/a.py", "content": "x = 1\n"}}],
-         "observation": {"results": [{"source_call_id": "toolu_1", "content": "File written."}]}},
-        {"step_id": 3, "source": "agent", "message": "Running the tests.",
-         "tool_calls": [{"tool_call_id": "toolu_2", "function_name": "Bash",
-                         "arguments": {"command": "pytest -q"}}],
-         "observation": {"results": [{"source_call_id": "toolu_2", "content": "1 passed"}]}},
+        {
+            "step_id": 2,
+            "source": "agent",
+            "message": "Writing the fix.",
+            "tool_calls": [
+                {
+                    "tool_call_id": "toolu_1",
+                    "function_name": "Write",
+                    "arguments": {"file_path": "/repo/a.py", "content": "x = 1\n"},
+                }
+            ],
+            "observation": {"results": [{"source_call_id": "toolu_1", "content": "File written."}]},
+        },
+        {
+            "step_id": 3,
+            "source": "agent",
+            "message": "Running the tests.",
+            "tool_calls": [
+                {"tool_call_id": "toolu_2", "function_name": "Bash", "arguments": {"command": "pytest -q"}}
+            ],
+            "observation": {"results": [{"source_call_id": "toolu_2", "content": "1 passed"}]},
+        },
         {"step_id": 4, "source": "agent", "message": "Done."},
     ],
 }

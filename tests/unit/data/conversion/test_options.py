@@ -1,16 +1,22 @@
 """One source of conversion defaults: the config schema drives `sft convert`, the pipeline and dryrun."""
+
 from __future__ import annotations
 
 import argparse
 import json
 from dataclasses import fields
-from pathlib import Path
 
 from harbor_job_builder import make_trial, write_job_result
 from sftpipe.cli import main
 from sftpipe.data.conversion.cli import register_cli
-from sftpipe.data.conversion.options import (ConversionOptions, conversion_choices, conversion_schema,
-                                             default_conversion, default_options)
+from sftpipe.data.conversion.options import (
+    ConversionOptions,
+    conversion_choices,
+    conversion_schema,
+    default_conversion,
+    default_options,
+)
+
 from tests.project import edit_config, make_project
 
 OUTPUTS = ("lf_data/{n}.json", "{n}.im.jsonl")
@@ -49,8 +55,9 @@ def test_dataclass_defaults_match_the_schema():
         assert getattr(plain, f.name) == getattr(built, f.name), f.name
 
 
-def test_bare_convert_and_the_pipeline_with_a_default_conversion_section_write_identical_data(tmp_path,
-                                                                                             monkeypatch):
+def test_bare_convert_and_the_pipeline_with_a_default_conversion_section_write_identical_data(
+    tmp_path, monkeypatch
+):
     root = make_project(tmp_path / "proj")
     job = root / "data" / "job"
     rewards = {}
@@ -87,13 +94,34 @@ def test_convert_writes_exactly_the_paths_it_is_given(tmp_path):
     job = tmp_path / "job"
     make_trial(job, "own__repo-1__a", "own__repo-1")
     write_job_result(job, {"own__repo-1__a": 1.0})
-    paths = {"--lf": tmp_path / "x/rows.json", "--im": tmp_path / "y/im.jsonl", "--stats": tmp_path / "s.json",
-             "--report": tmp_path / "r/rep.json", "--report-txt": tmp_path / "r/rep.txt"}
+    paths = {
+        "--lf": tmp_path / "x/rows.json",
+        "--im": tmp_path / "y/im.jsonl",
+        "--stats": tmp_path / "s.json",
+        "--report": tmp_path / "r/rep.json",
+        "--report-txt": tmp_path / "r/rep.txt",
+    }
     flags = [a for flag, path in paths.items() for a in (flag, str(path))]
     before = {p for p in tmp_path.rglob("*")}
-    assert main(["convert", "--job-dir", str(job), "--data-name", "d", "--exclude-repos-file", "", *flags]) == 0
+    assert (
+        main(["convert", "--job-dir", str(job), "--data-name", "d", "--exclude-repos-file", "", *flags]) == 0
+    )
     written = {p for p in tmp_path.rglob("*") if p.is_file()} - before
     assert written == set(paths.values())
     # Without --out-dir every path is required.
-    assert main(["convert", "--job-dir", str(job), "--data-name", "d", "--exclude-repos-file", "",
-                 "--lf", str(tmp_path / "z.json")]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                "--job-dir",
+                str(job),
+                "--data-name",
+                "d",
+                "--exclude-repos-file",
+                "",
+                "--lf",
+                str(tmp_path / "z.json"),
+            ]
+        )
+        == 2
+    )

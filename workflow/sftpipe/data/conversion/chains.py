@@ -36,9 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sftpipe.data.conversion.history_edits import resolve_history_edits
 from sftpipe.data.conversion.history_keys import ROOT, MessageIds, PrefixTrie, request_history
 from sftpipe.data.conversion.issues import IssueLog
-from sftpipe.data.conversion.history_edits import resolve_history_edits
 from sftpipe.data.conversion.model import Conversation, Message
 from sftpipe.data.conversion.normalize_call import normalize_call, response_message
 from sftpipe.data.conversion.normalize_common import NormContext

@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sftpipe.util.fs import atomic_write_text
 from sftpipe.data.conversion.damage import DAMAGE_CODES, damage_of
 from sftpipe.data.conversion.harbor_job import TrialRecord, load_excluded_repos, scan_job
 from sftpipe.data.conversion.im_format import im_record
@@ -39,6 +38,7 @@ from sftpipe.data.conversion.report import Report, TrialEntry
 from sftpipe.data.conversion.scoring import score_conversation
 from sftpipe.data.conversion.stats import RowSummary, build_stats
 from sftpipe.data.conversion.tool_errors import is_error_result
+from sftpipe.util.fs import atomic_write_text
 
 # Reader issue codes that explain why a trial yielded no conversation at all, most specific first.
 _NO_CONVERSATION_REASONS = ("all_calls_failed", "empty_log", "unreadable_log", "no_trajectory", "reader_error")
@@ -102,7 +102,9 @@ def _convert_trial(rec: TrialRecord, opts: ConversionOptions, donor: Path | None
     """Read one trial and turn its conversations into rows; never raises."""
     out = _TrialOutcome(trial_name=rec.trial_name)
     try:
-        from sftpipe.data.conversion.read_trial import read_trial  # part of the reader package; imported where it runs
+        from sftpipe.data.conversion.read_trial import (
+            read_trial,  # part of the reader package; imported where it runs
+        )
 
         assert rec.scaffold is not None
         conversations, issues = read_trial(rec.trial_dir, rec.scaffold, donor)

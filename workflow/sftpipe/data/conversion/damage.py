@@ -11,24 +11,49 @@ requests, sub-agent chains, reasoning that was not re-sent (`reasoning_restored`
 system messages (`mid_system_folded`), history edits (`history_edit`, resolved in history_edits.py),
 images replaced by a marker, tool-less summary requests and the ATIF fallback itself.
 """
+
 from __future__ import annotations
 
 from sftpipe.data.conversion.model import TrialIssue
 
-DAMAGE_CODES = frozenset({
-    # line level (proxy_log)
-    "truncated_last_line", "invalid_json_line", "wrong_type_line", "non_utf8_line", "huge_line",
-    "bad_request_body", "bad_request_messages", "bad_response_body", "unreadable_log", "log_changed_during_read",
-    # record level (normalize_*)
-    "bad_content_type", "bad_content_part", "unknown_block_type", "unknown_role", "bad_tools",
-    "bad_tool_calls", "bad_tool_arguments", "tool_call_without_id", "tool_result_without_id",
-    "tool_call_without_result", "orphan_tool_result", "duplicate_tool_result", "unusable_response",
-    "conversation_cut",
-    # ATIF
-    "invalid_atif", "invalid_atif_step", "bad_continuation_ref", "missing_continuation", "alternation_break",
-    # a reader that raised on this trial's input
-    "reader_error",
-})
+DAMAGE_CODES = frozenset(
+    {
+        # line level (proxy_log)
+        "truncated_last_line",
+        "invalid_json_line",
+        "wrong_type_line",
+        "non_utf8_line",
+        "huge_line",
+        "bad_request_body",
+        "bad_request_messages",
+        "bad_response_body",
+        "unreadable_log",
+        "log_changed_during_read",
+        # record level (normalize_*)
+        "bad_content_type",
+        "bad_content_part",
+        "unknown_block_type",
+        "unknown_role",
+        "bad_tools",
+        "bad_tool_calls",
+        "bad_tool_arguments",
+        "tool_call_without_id",
+        "tool_result_without_id",
+        "tool_call_without_result",
+        "orphan_tool_result",
+        "duplicate_tool_result",
+        "unusable_response",
+        "conversation_cut",
+        # ATIF
+        "invalid_atif",
+        "invalid_atif_step",
+        "bad_continuation_ref",
+        "missing_continuation",
+        "alternation_break",
+        # a reader that raised on this trial's input
+        "reader_error",
+    }
+)
 # Trial-level file problems found while scanning the job dir (harbor_job.inspect_trial skip reasons).
 DAMAGED_FILE_REASONS = frozenset({"invalid_config", "invalid_result"})
 

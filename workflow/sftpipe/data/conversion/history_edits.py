@@ -15,6 +15,7 @@ Resolution (LF sharegpt rows cannot mask single turns): keep the chain with the 
 (on a tie, the later one: the client's final view) and drop the chains that share a turn with it, each counted as
 `history_edit` with both tail lines. See docs/conversion-readers.md for the trade-off.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,9 @@ def _shared_assistant_turns(a: Conversation, b: Conversation) -> int:
     return shared
 
 
-def resolve_history_edits(conversations: list[Conversation], tail_lines: list[int],
-                          issues: IssueLog) -> list[Conversation]:
+def resolve_history_edits(
+    conversations: list[Conversation], tail_lines: list[int], issues: IssueLog
+) -> list[Conversation]:
     """Drop every chain that repeats the opening of a longer one (counted); order is kept."""
     groups: dict[tuple[str, str], list[int]] = {}
     for index, conv in enumerate(conversations):
@@ -76,11 +78,13 @@ def resolve_history_edits(conversations: list[Conversation], tail_lines: list[in
                 continue
             dropped.add(index)
             shared = _shared_assistant_turns(conversations[index], conversations[keep])
-            issues.add("history_edit",
-                       f"chain ending at line {tail_lines[index]} ({_assistant_turns(conversations[index])} "
-                       f"assistant turns) is an edited history of the chain ending at line {tail_lines[keep]} "
-                       f"({_assistant_turns(conversations[keep])} turns, {shared} leading turns identical): "
-                       "kept the longer one")
+            issues.add(
+                "history_edit",
+                f"chain ending at line {tail_lines[index]} ({_assistant_turns(conversations[index])} "
+                f"assistant turns) is an edited history of the chain ending at line {tail_lines[keep]} "
+                f"({_assistant_turns(conversations[keep])} turns, {shared} leading turns identical): "
+                "kept the longer one",
+            )
     if not dropped:
         return conversations
     remaining = [c for i, c in enumerate(conversations) if i not in dropped]

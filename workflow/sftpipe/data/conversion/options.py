@@ -4,6 +4,7 @@
 and a bare `sft convert` all build it from the `conversion` section of workflow/schemas/config.schema.yaml
 (defaults and enums), so the three cannot drift apart; tests assert the dataclass defaults match too.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -88,7 +89,9 @@ class ConversionOptions:
 def conversion_schema() -> dict[str, Any]:
     """The `conversion` properties of the config schema (key -> JSON-schema of the key)."""
     schema = load_schema()
-    return schema["properties"]["runtime_info"]["properties"]["input"]["properties"]["conversion"]["properties"]
+    return schema["properties"]["runtime_info"]["properties"]["input"]["properties"]["conversion"][
+        "properties"
+    ]
 
 
 def default_conversion() -> dict[str, Any]:
@@ -109,8 +112,14 @@ def resolve_reasoning(reasoning: str, template: str) -> Reasoning:
     return reasoning  # type: ignore[return-value]
 
 
-def options_from_config(conversion: dict[str, Any], training: dict[str, Any], *, scaffold: str = "auto",
-                        root: Path | None = None, tokenizer_path: str = "") -> ConversionOptions:
+def options_from_config(
+    conversion: dict[str, Any],
+    training: dict[str, Any],
+    *,
+    scaffold: str = "auto",
+    root: Path | None = None,
+    tokenizer_path: str = "",
+) -> ConversionOptions:
     """Conversion + the training keys that decide token lengths -> ConversionOptions; missing keys take
     the schema defaults. `root` resolves a relative exclude_repos_file (None: relative to the cwd)."""
     conv = {**default_conversion(), **conversion}
@@ -119,21 +128,37 @@ def options_from_config(conversion: dict[str, Any], training: dict[str, Any], *,
     if exclude and root is not None:
         exclude = str(Path(root) / exclude)
     return ConversionOptions(
-        scaffold=scaffold, selection=conv["selection"], exception_policy=conv["exception_policy"],
-        max_instances=conv["max_instances"], max_trials_per_instance=conv["max_trials_per_instance"],
-        exclude_repos_file=exclude, keep_subagents=conv["keep_subagents"],
-        on_damaged_trial=conv["on_damaged_trial"], keep_lossy_fallback=conv["keep_lossy_fallback"],
-        min_score=conv["min_score"], reasoning=resolve_reasoning(conv["reasoning"], template),
-        tool_error_policy=conv["tool_error_policy"], over_cutoff=conv["over_cutoff"],
-        cutoff_len=training.get("cutoff_len", ConversionOptions.cutoff_len), tokenizer_path=tokenizer_path,
-        template=template, enable_thinking=training.get("enable_thinking", True), workers=conv["workers"])
+        scaffold=scaffold,
+        selection=conv["selection"],
+        exception_policy=conv["exception_policy"],
+        max_instances=conv["max_instances"],
+        max_trials_per_instance=conv["max_trials_per_instance"],
+        exclude_repos_file=exclude,
+        keep_subagents=conv["keep_subagents"],
+        on_damaged_trial=conv["on_damaged_trial"],
+        keep_lossy_fallback=conv["keep_lossy_fallback"],
+        min_score=conv["min_score"],
+        reasoning=resolve_reasoning(conv["reasoning"], template),
+        tool_error_policy=conv["tool_error_policy"],
+        over_cutoff=conv["over_cutoff"],
+        cutoff_len=training.get("cutoff_len", ConversionOptions.cutoff_len),
+        tokenizer_path=tokenizer_path,
+        template=template,
+        enable_thinking=training.get("enable_thinking", True),
+        workers=conv["workers"],
+    )
 
 
 def conversion_options(cfg: RunConfig) -> ConversionOptions:
     """The options of a run config (what `sft convert-config` and `sft dryrun` convert with)."""
     model = cfg.root / cfg.model_path
-    return options_from_config(cfg.conversion, cfg.training, scaffold=cfg.source["scaffold"], root=cfg.root,
-                               tokenizer_path=str(model) if model.is_dir() else "")
+    return options_from_config(
+        cfg.conversion,
+        cfg.training,
+        scaffold=cfg.source["scaffold"],
+        root=cfg.root,
+        tokenizer_path=str(model) if model.is_dir() else "",
+    )
 
 
 def default_options() -> ConversionOptions:
