@@ -86,7 +86,11 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--keep-subagents", action=argparse.BooleanOptionalAction, default=d["keep_subagents"])
     p.add_argument(
-        "--no-subagents", dest="keep_subagents", action="store_false", help="same as --no-keep-subagents"
+        "--no-subagents",
+        dest="keep_subagents",
+        action="store_false",
+        default=argparse.SUPPRESS,  # the default is --keep-subagents' (the schema's)
+        help="same as --no-keep-subagents",
     )
     p.add_argument(
         "--on-damaged-trial",
