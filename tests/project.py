@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ LINKED = ["Snakefile", "workflow", "profiles"]  # code: symlinked, read-only use
 PROFILE = "config/config.yaml"
 
 
-@lru_cache(maxsize=None)
+@cache
 def shipped_text(rel: str) -> str:
     """A shipped file's text as committed at HEAD (e.g. "config/config.yaml")."""
     try:

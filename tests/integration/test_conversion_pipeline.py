@@ -148,3 +148,60 @@ def test_report_accounts_for_every_trial(project: Path, name: str) -> None:
                  if r["meta_info"]["unique_info"]["_agent_type"] == "main"]
     mains = {t: main_rows.count(t) for t in on_disk}
     assert all(n == 1 for n in mains.values()) if name != "t2" else all(n >= 1 for n in mains.values())
+
+
+# --- damaged trials through the real convert rule: the config key, and every output the rule declares ---
+DAMAGED_VARIANTS = {"dmg_skip": {}, "dmg_salvage": {"on_damaged_trial": "salvage"}}
+
+
+def _damaged_job(job: Path) -> None:
+    """One valid trial and one whose last proxy record has an unknown role (issue 11)."""
+    from tests.unit.data.conversion.harbor_job_builder import cc_proxy_lines, make_trial, write_job_result
+
+    make_trial(job, "good__repo-1__a", "good__repo-1")
+    lines = cc_proxy_lines(3)
+    last = json.loads(lines[-1])
+    last["request_body"]["messages"][3]["role"] = "robot"
+    make_trial(job, "bad__repo-2__b", "bad__repo-2", log_lines=[*lines[:-1], json.dumps(last)])
+    write_job_result(job, {"good__repo-1__a": 1.0, "bad__repo-2__b": 1.0})
+
+
+@pytest.fixture(scope="module")
+def damaged_project(tmp_path_factory, tiny_model_dir) -> Path:
+    root = demo_project(tmp_path_factory.mktemp("dmg") / "proj", tiny_model_dir)
+    _damaged_job(root / "data" / "jobs" / "damaged")
+    for name, extra in DAMAGED_VARIANTS.items():
+        keys = "".join(f"\n      {k}: {v}" for k, v in extra.items())
+        (root / "config" / "variants" / f"{name}.yaml").write_text(f"""runtime_info:
+  input:
+    source:
+      type: harbor_job
+      job_dir: data/jobs/damaged
+    conversion:
+      data_name: {name}{keys}
+    training:
+      output_dir: {name}-run
+""")
+    snakemake(root, "--config", f"variants={','.join(DAMAGED_VARIANTS)}", "--until", "convert")
+    return root
+
+
+@pytest.mark.parametrize("name", list(DAMAGED_VARIANTS))
+def test_convert_rule_applies_on_damaged_trial_and_writes_its_declared_outputs(damaged_project: Path,
+                                                                              name: str) -> None:
+    data = damaged_project / "artifacts/data"
+    report = json.loads((data / f"{name}.report.json").read_text())
+    assert report["options"]["on_damaged_trial"] == ("salvage" if name == "dmg_salvage" else "skip")
+    # The rule passed every path; the converter wrote exactly those.
+    assert report["outputs"] == {"lf": f"artifacts/data/lf_data/{name}.json", "im": f"artifacts/data/{name}.im.jsonl",
+                                 "stats": f"artifacts/data/{name}.stats.json",
+                                 "report": f"artifacts/data/{name}.report.json",
+                                 "report_txt": f"artifacts/data/{name}.report.txt"}
+    statuses = {t["trial_name"]: t["status"] for t in report["trial_details"]}
+    expected = "salvaged" if name == "dmg_salvage" else "damaged"
+    assert statuses == {"good__repo-1__a": "kept", "bad__repo-2__b": expected}
+    bad = next(t for t in report["trial_details"] if t["trial_name"] == "bad__repo-2__b")
+    assert bad["reasons"] == ["unknown_role"] and "line 4" in bad["detail"]
+    assert f"{expected:<15} bad__repo-2__b [unknown_role]" in (data / f"{name}.report.txt").read_text()
+    trials = {json.loads(l)["meta_info"]["trial_name"] for l in (data / f"{name}.im.jsonl").read_text().splitlines()}
+    assert trials == ({"good__repo-1__a", "bad__repo-2__b"} if name == "dmg_salvage" else {"good__repo-1__a"})

@@ -21,6 +21,7 @@ rule convert:
             category="Data",
             subcategory="{data}",
         ),
+        report_txt=str(sftpaths.report_text_file("{data}")),
     log:
         str(sftpaths.rule_log("convert", "{data}")),
     threads: workflow.cores
@@ -28,7 +29,8 @@ rule convert:
         conversion=conversion_params,
         config_args=data_config_args,
     shell:
-        "{SFT} convert-config {params.config_args} --out-dir artifacts/data > {log} 2>&1"
+        "{SFT} convert-config {params.config_args} --lf {output.lf} --im {output.im} --stats {output.stats}"
+        " --report {output.report} --report-txt {output.report_txt} > {log} 2>&1"
 
 
 rule register:

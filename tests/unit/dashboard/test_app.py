@@ -128,7 +128,7 @@ def test_bad_requests_are_clear_json_errors(client):
 @pytest.fixture
 def data_root(root: Path) -> Path:
     """The bundled Harbor job converted for real (selection=resolved: the unresolved trial is skipped)."""
-    convert_job(REPO / "config/demo/harbor_job", root / "artifacts/data", "demo", ConversionOptions())
+    convert_job(REPO / "config/demo/harbor_job", root / "artifacts/data", "demo", ConversionOptions(keep_subagents=True))
     return root
 
 

@@ -19,7 +19,7 @@ COMMAND_MODULES = [
     "sftpipe.cli.pipeline",
     "sftpipe.cli.tools",
     "sftpipe.cli.memory",
-    "sftpipe.data.conversion.cli",
+    "sftpipe.cli.convert",
     "sftpipe.cli.runs",
     "sftpipe.cli.report",
     "sftpipe.cli.dashboard",

@@ -24,6 +24,10 @@ class CommandError(RuntimeError):
     """A command cannot do what it was asked; the message says why (exit 1)."""
 
 
+class UsageError(CommandError):
+    """The command was called wrongly (a flag or path that cannot be right); exit 2."""
+
+
 def add_root(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, default=Path("."), help="project root (default: current directory)")
 
@@ -67,7 +71,7 @@ def report_error(exc: BaseException, as_json: bool) -> None:
 
 
 def exit_code_for(exc: BaseException) -> int:
-    return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILURE
+    return EXIT_USAGE if isinstance(exc, (ConfigError, UsageError)) else EXIT_FAILURE
 
 
 def fmt_value(value: Any, digits: int = 4) -> str:

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sftpipe.cli.common import CommandError, add_root
+from sftpipe.cli.common import UsageError, add_root
 
 
 def serve(root: Path, host: str = "127.0.0.1", port: int = 8765) -> int:
@@ -16,7 +16,7 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8765) -> int:
 
     root = Path(root)
     if not (root / "artifacts").is_dir() and not (root / "config").is_dir():
-        raise CommandError(f"{root} has neither artifacts/ nor config/: not a project root (use --root)")
+        raise UsageError(f"{root} has neither artifacts/ nor config/: not a project root (use --root)")
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {host}: anyone who can reach it reads your runs and data (no auth)",
               file=sys.stderr)

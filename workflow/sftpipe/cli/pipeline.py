@@ -13,12 +13,14 @@ from sftpipe import paths
 from sftpipe.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
+    CommandError,
     add_config_args,
     add_json,
     load_from_args,
     print_json,
 )
 from sftpipe.config import config_warnings
+from sftpipe.cli.convert import add_output_args, output_paths_from_args
 from sftpipe.data.conversion.convert import convert_job
 from sftpipe.data.conversion.options import conversion_options
 from sftpipe.data.registration import register
@@ -66,7 +68,11 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_convert_config(args: argparse.Namespace) -> int:
     cfg = load_from_args(args)
-    report = convert_job(cfg.root / cfg.job_dir, args.out_dir, cfg.data_name, conversion_options(cfg))
+    try:
+        outputs = output_paths_from_args(args, cfg.data_name)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    report = convert_job(cfg.root / cfg.job_dir, outputs, cfg.data_name, conversion_options(cfg))
     print(report.to_text())
     if report.rows_written == 0:  # nothing to train on: fail here, with the report, not later in LF
         print(f"error: no rows written from {cfg.job_dir}; see the per-trial reasons above", file=sys.stderr)
@@ -117,8 +123,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("convert-config", help="convert the Harbor job named by config.yaml (the convert rule)")
     add_config_args(p)
-    p.add_argument("--out-dir", type=Path, default=paths.DATA_DIR)
-    p.set_defaults(func=cmd_convert_config)
+    add_output_args(p)  # --out-dir (default artifacts/data) or the five exact paths, as the rule passes
+    p.set_defaults(func=cmd_convert_config, out_dir=paths.DATA_DIR)
 
     p = sub.add_parser("tokenize", help="pre-tokenize the dataset on CPU into a LLaMA-Factory tokenized_path")
     add_config_args(p)

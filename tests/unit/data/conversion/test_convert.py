@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 from harbor_job_builder import make_trial, write_job_result
-from sftpipe.data.conversion.cli import register_cli
+from sftpipe.cli.convert import register_cli
 from sftpipe.data.conversion.convert import ConversionOptions, convert_job
 from sftpipe.data.conversion.lf_format import validate_lf_row
 
@@ -115,7 +115,8 @@ def test_over_cutoff_policy_drops_or_keeps_and_counts(tmp_path, tiny_model_dir):
 def test_captured_claude_code_job_converts_with_main_and_subagent_samples(tmp_path):
     """The job captured from the real Claude Code client (tests/fixtures/harbor_jobs/claude-code)."""
     job = Path(__file__).resolve().parents[3] / "fixtures" / "harbor_jobs" / "claude-code"
-    report = convert_job(job, tmp_path / "out", "cc", ConversionOptions(workers=1, selection="all"))
+    opts = ConversionOptions(workers=1, selection="all", keep_subagents=True)
+    report = convert_job(job, tmp_path / "out", "cc", opts)
     rows = json.loads((tmp_path / "out/lf_data/cc.json").read_text())
     ims = [json.loads(l) for l in (tmp_path / "out/cc.im.jsonl").read_text().splitlines()]
     assert rows and len(rows) == len(ims) == report.rows_written
@@ -130,7 +131,8 @@ def test_captured_claude_code_job_converts_with_main_and_subagent_samples(tmp_pa
 
 def test_min_score_and_subagent_policy_drop_rows_with_counted_reasons(tmp_path):
     job = Path(__file__).resolve().parents[3] / "fixtures" / "harbor_jobs" / "claude-code"
-    strict = convert_job(job, tmp_path / "a", "cc", ConversionOptions(workers=1, selection="all", min_score=0.999))
+    strict = convert_job(job, tmp_path / "a", "cc",
+                         ConversionOptions(workers=1, selection="all", min_score=0.999, keep_subagents=True))
     ims = [json.loads(l) for l in (tmp_path / "a/cc.im.jsonl").read_text().splitlines()]
     assert strict.rows_dropped.get("below_min_score", 0) >= 1
     assert all(im["meta_info"]["unique_info"]["_agent_type"] == "subagent" for im in ims)  # never scored

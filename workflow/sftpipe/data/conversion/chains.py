@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sftpipe.data.conversion.history_edits import resolve_history_edits
 from sftpipe.data.conversion.history_keys import ROOT, MessageIds, PrefixTrie, request_history
 from sftpipe.data.conversion.issues import IssueLog
 from sftpipe.data.conversion.model import Conversation, Message
@@ -173,6 +174,7 @@ def build_conversations(calls: list[CallSummary], parent: list[int], load: CallL
     chains = link_calls(calls, parent, issues, stats)
     file_has_tools = any(call.has_tools for call in calls)
     conversations: list[Conversation] = []
+    tail_lines: list[int] = []
     for chain in chains:
         members = [calls[i] for i in chain]
         # Tool-less requests that extend a tool-using chain (summary/compaction prompt): not agent turns.
@@ -190,7 +192,11 @@ def build_conversations(calls: list[CallSummary], parent: list[int], load: CallL
         ):
             issues.add("side_call", f"line {tail.line_no}")
             continue
-        normalized = normalize_call(tail, issues)
+        issues.line = tail.line_no  # problems found while normalising are this record's
+        try:
+            normalized = normalize_call(tail, issues)
+        finally:
+            issues.line = None
         if not any(m.role == "assistant" for m in normalized.messages):
             issues.add("no_assistant_turn", f"chain ending at line {tail.line_no}")
             continue
@@ -208,6 +214,8 @@ def build_conversations(calls: list[CallSummary], parent: list[int], load: CallL
                 usage=_sum_usage(members),
             )
         )
+        tail_lines.append(tail.line_no)
+    conversations = resolve_history_edits(conversations, tail_lines, issues)
     _mark_spawned_subagents(conversations)
     return conversations
 

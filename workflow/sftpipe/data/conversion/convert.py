@@ -3,13 +3,19 @@
 Trials are read in a process pool (one trial per task, so a worker's peak memory is bounded by
 the largest trial); results come back in the deterministic conversion order of `harbor_job`
 (sha256 of the instance id, then trial name; each trial's conversations in reader order) and are
-streamed to temporary files that replace the outputs atomically at the end. Nothing is written
-outside `out_dir`:
+streamed to temporary files that replace the outputs atomically at the end. The five outputs are
+exactly the paths in `OutputPaths` (the convert rule passes each one); `OutputPaths.in_dir` is the
+layout `sft convert --out-dir` uses:
 
     out_dir/lf_data/<data_name>.json      LF sharegpt rows (JSON array)
     out_dir/<data_name>.im.jsonl           IM records, line i <-> LF row i
     out_dir/<data_name>.stats.json         distributions over the written rows
     out_dir/<data_name>.report.json/.txt   every trial and every dropped row accounted for
+
+Trial policy: a damaged trial (damage.py) yields no rows (`on_damaged_trial: skip`) or its longest
+valid part with status `salvaged`; an ATIF fallback of a tool-calling scaffold is completed from a
+sibling trial's proxy log (same agent name and version) or, failing that, left out as
+`lossy_fallback` unless `keep_lossy_fallback` (status `kept_lossy`).
 """
 from __future__ import annotations
 
@@ -21,86 +27,21 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from sftpipe.data.conversion.harbor_job import (
-    ExceptionPolicy,
-    Selection,
-    TrialRecord,
-    load_excluded_repos,
-    scan_job,
-)
+from sftpipe.data.conversion.damage import DAMAGE_CODES, damage_of
+from sftpipe.data.conversion.harbor_job import TrialRecord, load_excluded_repos, scan_job
 from sftpipe.data.conversion.im_format import im_record
-from sftpipe.data.conversion.lf_format import (
-    Reasoning,
-    ToolErrorPolicy,
-    conversation_to_lf_row,
-    validate_lf_row,
-)
+from sftpipe.data.conversion.lf_format import conversation_to_lf_row, validate_lf_row
+from sftpipe.data.conversion.options import ConversionOptions, default_options
 from sftpipe.data.conversion.report import Report, TrialEntry
 from sftpipe.data.conversion.scoring import score_conversation
 from sftpipe.data.conversion.stats import RowSummary, build_stats
 from sftpipe.data.conversion.tool_errors import is_error_result
 from sftpipe.util.fs import atomic_write_text
 
-OverCutoff = Literal["drop", "keep"]
 # Reader issue codes that explain why a trial yielded no conversation at all, most specific first.
 _NO_CONVERSATION_REASONS = ("all_calls_failed", "empty_log", "unreadable_log", "no_trajectory", "reader_error")
-
-
-@dataclass
-class ConversionOptions:
-    scaffold: str = "auto"
-    """Scaffold key (claude-code | open-code | openhands-sdk | terminus2) or "auto": per trial from its agent name."""
-    selection: Selection = "resolved"
-    """resolved (reward >= 1.0) | unresolved (a reward below 1.0) | all (any trial with a reward)."""
-    exception_policy: ExceptionPolicy = "keep_if_rewarded"
-    """Trials with exception_info AND a reward: keep_if_rewarded (the verifier judged them) | drop."""
-    max_instances: int = 0
-    """> 0: keep the first N instances (conversion order) that yield rows; 0: all."""
-    max_trials_per_instance: int = 0
-    """> 0: at most this many trials (with rows) per instance; 0: every selected trial."""
-    exclude_repos_file: str = ""
-    """owner/repo list (`#` comments, case-insensitive) whose instances are skipped; "" disables."""
-    keep_subagents: bool = True
-    """Write sub-agent conversations (tagged _agent_type=subagent) as samples too."""
-    min_score: float = 0.0
-    """Drop main-agent rows whose composite quality score is below this (sub-agents are not scored)."""
-    reasoning: Reasoning = "keep"
-    """keep: reasoning as a "<think>\\n...\\n</think>\\n\\n" prefix (train with template qwen3) | drop."""
-    tool_error_policy: ToolErrorPolicy = "keep"
-    """keep failed calls and their errors | drop them together with the assistant turn that made them."""
-    over_cutoff: OverCutoff = "drop"
-    """Rows longer than cutoff_len tokens: drop (counted) | keep (LF truncates them; counted in stats)."""
-    cutoff_len: int = 131072
-    """Token limit matching training.cutoff_len."""
-    tokenizer_path: str = ""
-    """Tokenizer dir/name for token lengths; "" skips measuring (and the over_cutoff policy)."""
-    template: str = "qwen3_nothink"
-    """LF template used for measuring (training.template)."""
-    enable_thinking: bool | None = True
-    """LF data arg for reasoning templates, as in training (affects the measured length only)."""
-    workers: int = 0
-    """Worker processes; 0 = all cores; 1 = in-process (no pool)."""
-
-    def __post_init__(self) -> None:
-        checks = {
-            "selection": (self.selection, ("resolved", "unresolved", "all")),
-            "exception_policy": (self.exception_policy, ("keep_if_rewarded", "drop")),
-            "reasoning": (self.reasoning, ("keep", "drop")),
-            "tool_error_policy": (self.tool_error_policy, ("keep", "drop")),
-            "over_cutoff": (self.over_cutoff, ("drop", "keep")),
-        }
-        for name, (value, allowed) in checks.items():
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r}: expected one of {allowed}")
-        for name in ("max_instances", "max_trials_per_instance", "workers"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if self.cutoff_len <= 0:
-            raise ValueError("cutoff_len must be > 0")
-        if not 0.0 <= self.min_score <= 1.0:
-            raise ValueError("min_score must be within [0, 1]")
 
 
 @dataclass
@@ -110,30 +51,54 @@ class _Row:
     summary: RowSummary
 
 
+# Reader issues whose first occurrence is named in the trial's report entry (besides damage codes).
+_NOTABLE_CODES = frozenset({"history_edit", "lossy_fallback", "context_from_sibling", "atif_fallback"})
+_TOOL_SCAFFOLDS = ("claude-code", "open-code", "openhands-sdk")  # terminus2's ATIF is its normal path
+
+
 @dataclass
 class _TrialOutcome:
     """What a worker sends back for one trial."""
 
     trial_name: str
+    status: str = "kept"  # kept | salvaged | kept_lossy when rows were produced
     rows: list[_Row] = field(default_factory=list)
     rows_dropped: dict[str, int] = field(default_factory=dict)
     issues: list[tuple[str, int, str]] = field(default_factory=list)  # (code, count, detail)
+    first_seen: dict[str, str] = field(default_factory=dict)  # notable code -> where it first occurred
+    damage: list[str] = field(default_factory=list)
     skip_reason: str | None = None
     skip_detail: str = ""
     format_changes: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class OutputPaths:
+    """The five files one conversion writes; nothing else is written."""
+
+    lf: Path
+    im: Path
+    stats: Path
+    report: Path
+    report_txt: Path
+
+    @classmethod
+    def in_dir(cls, out_dir: Path, data_name: str) -> OutputPaths:
+        out_dir = Path(out_dir)
+        return cls(lf=out_dir / "lf_data" / f"{data_name}.json", im=out_dir / f"{data_name}.im.jsonl",
+                   stats=out_dir / f"{data_name}.stats.json", report=out_dir / f"{data_name}.report.json",
+                   report_txt=out_dir / f"{data_name}.report.txt")
+
+    def as_dict(self) -> dict[str, Path]:
+        return {"lf": self.lf, "im": self.im, "stats": self.stats, "report": self.report,
+                "report_txt": self.report_txt}
+
+
 def output_paths(out_dir: Path, data_name: str) -> dict[str, Path]:
-    return {
-        "lf": out_dir / "lf_data" / f"{data_name}.json",
-        "im": out_dir / f"{data_name}.im.jsonl",
-        "stats": out_dir / f"{data_name}.stats.json",
-        "report": out_dir / f"{data_name}.report.json",
-        "report_txt": out_dir / f"{data_name}.report.txt",
-    }
+    return OutputPaths.in_dir(out_dir, data_name).as_dict()
 
 
-def _convert_trial(rec: TrialRecord, opts: ConversionOptions) -> _TrialOutcome:
+def _convert_trial(rec: TrialRecord, opts: ConversionOptions, donor: Path | None = None) -> _TrialOutcome:
     """Read one trial and turn its conversations into rows; never raises."""
     out = _TrialOutcome(trial_name=rec.trial_name)
     try:
@@ -142,10 +107,23 @@ def _convert_trial(rec: TrialRecord, opts: ConversionOptions) -> _TrialOutcome:
         )
 
         assert rec.scaffold is not None
-        conversations, issues = read_trial(rec.trial_dir, rec.scaffold)
+        conversations, issues = read_trial(rec.trial_dir, rec.scaffold, donor)
         out.issues = [(i.code, i.count, i.detail) for i in issues]
+        out.first_seen = {i.code: i.where for i in issues if i.code in DAMAGE_CODES or i.code in _NOTABLE_CODES}
+        out.damage, first_damage = damage_of(issues)
+        codes = {i.code for i in issues}
+        if out.damage and (opts.on_damaged_trial == "skip" or not conversations):
+            out.skip_reason, out.skip_detail = "damaged", first_damage
+            return out
+        if "lossy_fallback" in codes and not opts.keep_lossy_fallback:
+            out.skip_reason = "lossy_fallback"
+            out.skip_detail = next(i.detail for i in issues if i.code == "lossy_fallback")
+            return out
+        if out.damage:
+            out.status, out.skip_detail = "salvaged", first_damage
+        elif "lossy_fallback" in codes:
+            out.status = "kept_lossy"
         if not conversations:
-            codes = {i.code for i in issues}
             out.skip_reason = next((c for c in _NO_CONVERSATION_REASONS if c in codes), "no_trajectory")
             out.skip_detail = next((i.detail for i in issues if i.code == out.skip_reason), "") or (
                 "reader issues: " + ", ".join(sorted(codes)) if codes else "")
@@ -192,6 +170,11 @@ def _convert_trial(rec: TrialRecord, opts: ConversionOptions) -> _TrialOutcome:
             im = im_record(conv, instance_id=rec.instance_id or "", trial_name=rec.trial_name,
                            scaffold=rec.scaffold, score=score.to_dict() if score else None,
                            instance_metadata=rec.metadata)
+            unique = im["meta_info"]["unique_info"]
+            if out.damage:  # salvaged: the row is the longest valid part of a damaged trial
+                unique["_damaged"] = {"status": "salvaged", "reasons": out.damage, "first": first_damage}
+            if "lossy_fallback" in codes:
+                unique["_lossy_fallback"] = True
             out.rows.append(_Row(im=im, lf=conversion.row, summary=summary))
         out.rows_dropped = dict(dropped)
         out.format_changes = {k: v for k, v in changes.items() if v}
@@ -205,21 +188,50 @@ def _convert_trial(rec: TrialRecord, opts: ConversionOptions) -> _TrialOutcome:
     return out
 
 
-def _convert_trial_star(args: tuple[TrialRecord, ConversionOptions]) -> _TrialOutcome:
+def _convert_trial_star(args: tuple[TrialRecord, ConversionOptions, Path | None]) -> _TrialOutcome:
     return _convert_trial(*args)
 
 
-def _outcomes(records: list[TrialRecord], opts: ConversionOptions) -> Iterator[_TrialOutcome]:
+def context_donors(records: list[TrialRecord]) -> dict[str, Path]:
+    """Trial name -> a sibling trial (same agent name and version, tool-calling scaffold) with a proxy log.
+
+    Only trials that could need one (a tool-calling scaffold) are mapped; the donor is the first
+    sibling by name that is not the trial itself, so the choice is deterministic.
+    """
+    from sftpipe.data.conversion.read_trial import PROXY_LOG
+
+    with_log: dict[tuple[str, str], list[TrialRecord]] = {}
+    for rec in records:
+        version = rec.metadata.get("agent_version")
+        if rec.agent_name and isinstance(version, str) and rec.scaffold in _TOOL_SCAFFOLDS:
+            log = rec.trial_dir / "agent" / PROXY_LOG
+            if log.is_file() and log.stat().st_size > 0:
+                with_log.setdefault((rec.agent_name, version), []).append(rec)
+    donors: dict[str, Path] = {}
+    for rec in records:
+        version = rec.metadata.get("agent_version")
+        if rec.scaffold not in _TOOL_SCAFFOLDS or not rec.agent_name or not isinstance(version, str):
+            continue
+        siblings = sorted((r for r in with_log.get((rec.agent_name, version), []) if r is not rec),
+                          key=lambda r: r.trial_name)
+        if siblings:
+            donors[rec.trial_name] = siblings[0].trial_dir
+    return donors
+
+
+def _outcomes(records: list[TrialRecord], opts: ConversionOptions,
+              donors: dict[str, Path]) -> Iterator[_TrialOutcome]:
     """Outcomes in the order of `records`; a pool when there is more than one worker and trial."""
+    tasks = [(r, opts, donors.get(r.trial_name)) for r in records]
     workers = opts.workers or os.cpu_count() or 1
     workers = min(workers, len(records))
     if workers <= 1:
-        for rec in records:
-            yield _convert_trial(rec, opts)
+        for task in tasks:
+            yield _convert_trial(*task)
         return
     # spawn: workers must not inherit the parent's threads (tokenizers, torch) through fork.
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(_convert_trial_star, [(r, opts) for r in records], chunksize=1)
+        yield from pool.imap(_convert_trial_star, tasks, chunksize=1)
 
 
 class _AtomicWriter:
@@ -243,38 +255,43 @@ class _AtomicWriter:
 def _entry(rec: TrialRecord, status: str, detail: str) -> TrialEntry:
     return TrialEntry(trial_name=rec.trial_name, status=status, detail=detail, instance_id=rec.instance_id,
                       scaffold=rec.scaffold, reward=rec.reward, reward_source=rec.reward_source,
-                      exception_type=rec.exception_type)
+                      exception_type=rec.exception_type, reasons=list(rec.damage))
 
 
-def convert_job(job_dir: Path, out_dir: Path, data_name: str, options: ConversionOptions | None = None) -> Report:
-    opts = options or ConversionOptions()
-    job_dir, out_dir = Path(job_dir), Path(out_dir)
+def convert_job(job_dir: Path, outputs: Path | OutputPaths, data_name: str,
+                options: ConversionOptions | None = None) -> Report:
+    """Convert one Harbor job; `outputs` is either the exact five paths or a dir for `OutputPaths.in_dir`."""
+    opts = options or default_options()
+    job_dir = Path(job_dir)
     if not data_name or "/" in data_name or "\\" in data_name or data_name.startswith("."):
         raise ValueError(f"data_name {data_name!r} must be a plain file name")
     if not job_dir.is_dir():
         raise FileNotFoundError(f"job dir {job_dir} does not exist")
+    paths = outputs if isinstance(outputs, OutputPaths) else OutputPaths.in_dir(Path(outputs), data_name)
     excluded = load_excluded_repos(opts.exclude_repos_file)
     records, job = scan_job(job_dir, opts.scaffold, opts.selection, opts.exception_policy, excluded)
-    paths = output_paths(out_dir, data_name)
     report = Report(job_dir=str(job_dir), data_name=data_name, options=asdict(opts),
-                    outputs={k: str(v) for k, v in paths.items()}, job_finished=job.finished,
+                    outputs={k: str(v) for k, v in paths.as_dict().items()}, job_finished=job.finished,
                     job_problem=job.problem, tokens_measured=bool(opts.tokenizer_path))
     selectable = [r for r in records if r.skip_reason is None]
     report.trials.extend(_entry(r, r.skip_reason or "", r.skip_detail) for r in records if r.skip_reason)
+    donors = context_donors(records)
 
-    lf_out, im_out = _AtomicWriter(paths["lf"]), _AtomicWriter(paths["im"])
+    lf_out, im_out = _AtomicWriter(paths.lf), _AtomicWriter(paths.im)
     summaries: list[RowSummary] = []
     changes: Counter[str] = Counter()
     trials_per_instance: Counter[str] = Counter()
-    outcomes = _outcomes(selectable, opts)
+    outcomes = _outcomes(selectable, opts, donors)
     try:
         lf_out.fh.write("[")
         done = 0
         for outcome in outcomes:
             rec = selectable[done]
             done += 1
-            entry = _entry(rec, outcome.skip_reason or "kept", outcome.skip_detail)
+            entry = _entry(rec, outcome.skip_reason or outcome.status, outcome.skip_detail)
             entry.rows_dropped = dict(outcome.rows_dropped)
+            entry.reasons = list(outcome.damage)
+            entry.first_seen = dict(outcome.first_seen)
             for code, count, detail in outcome.issues:
                 entry.reader_issues[code] = entry.reader_issues.get(code, 0) + count
                 report.add_reader_issue(code, count, detail)
@@ -316,7 +333,7 @@ def convert_job(job_dir: Path, out_dir: Path, data_name: str, options: Conversio
 
     report.format_changes = dict(sorted(changes.items()))
     stats = build_stats(summaries, opts.cutoff_len, tokens_measured=bool(opts.tokenizer_path))
-    atomic_write_text(paths["stats"], json.dumps(stats, indent=2) + "\n")
-    atomic_write_text(paths["report"], report.to_json())
-    atomic_write_text(paths["report_txt"], report.to_text())
+    atomic_write_text(paths.stats, json.dumps(stats, indent=2) + "\n")
+    atomic_write_text(paths.report, report.to_json())
+    atomic_write_text(paths.report_txt, report.to_text())
     return report

@@ -1,7 +1,11 @@
 """Discover the trials of a Harbor job directory and decide which ones to convert.
 
+(Long module: discovery, exclusion and per-instance selection are one policy, read together.)
+
 A trial dir is a direct child of the job dir holding `config.json`; its `result.json` is written
-last, so a trial without it is incomplete (or still running). Every child entry of the job dir
+last (and a retried trial is deleted and re-run under the same name), so a trial without it is
+`incomplete`, even when the job-level result.json lists a reward for it (the report names that
+source). An unreadable config.json or result.json makes the trial `damaged`. Every child entry of the job dir
 that is a directory ends up as exactly one `TrialRecord`: either selectable or carrying a
 `skip_reason` (nothing is dropped silently). Plain files at the job level (config.json,
 result.json, job.log, lock.json, ...) are not trials and are ignored.
@@ -70,6 +74,7 @@ class TrialRecord:
     metadata: dict[str, Any] = field(default_factory=dict)  # becomes IM _instance_metadata
     skip_reason: str | None = None
     skip_detail: str = ""
+    damage: list[str] = field(default_factory=list)  # damage codes when skip_reason is "damaged"
 
     @property
     def order_key(self) -> tuple[str, str]:
@@ -310,16 +315,22 @@ def inspect_trial(
 
     config, problem = _read_json_object(trial_dir / "config.json")
     if config is None:
-        return skip("missing_config" if problem == "missing" else "invalid_config", problem)
+        if problem == "missing":
+            return skip("missing_config", "no config.json: not a Harbor trial")
+        rec.damage = ["invalid_config"]
+        return skip("damaged", f"invalid_config at config.json: {problem}")
     result, problem = _read_json_object(trial_dir / "result.json")
     if result is None:
         if problem != "missing":
-            return skip("invalid_result", problem)
-        if not (job.finished and name in job.rewards):
-            return skip("incomplete", "no result.json (trial running or interrupted)")
-        # The finished job's stats list a reward for it, so the trial did complete; its own
-        # result.json was removed afterwards (e.g. trimmed copies of jobs). Use the job's view.
-        result = {}
+            rec.damage = ["invalid_result"]
+            return skip("damaged", f"invalid_result at result.json: {problem}")
+        # Harbor writes result.json last and deletes a retried trial to re-run it under the same name,
+        # so a trial without it is incomplete or being re-run, whatever the job-level stats claim.
+        detail = "no result.json (trial running, interrupted or being retried)"
+        if name in job.rewards:
+            rec.reward, rec.reward_source = job.rewards[name], "job_result"
+            detail += f"; the job result.json claims reward {job.rewards[name]}"
+        return skip("incomplete", detail)
 
     # Names recorded inside result.json that disagree with the directory are suspicious but the
     # directory name is what the job-level stats use, so it stays the key.

@@ -50,6 +50,7 @@ def im_record(
                 "_instance_metadata": instance_metadata,
                 "_gen_params": conv.gen_params,
                 "_usage": conv.usage,
+                **({"_context_from_trial": conv.context_from} if conv.context_from else {}),
             },
             "trial_name": trial_name,
             "scaffold": scaffold,

@@ -46,6 +46,8 @@ class Conversation:
     n_calls: int = 0  # successful model calls folded into this conversation
     gen_params: dict[str, Any] = field(default_factory=dict)  # model, temperature, max_tokens, ...
     usage: dict[str, Any] = field(default_factory=dict)  # summed token usage over the chain
+    # ATIF fallback only: the sibling trial whose proxy log supplied the system prompt and tools.
+    context_from: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,3 +60,13 @@ class TrialIssue:
     code: str  # short stable key, e.g. "invalid_json_line", "failed_call", "orphan_tool_result"
     detail: str = ""
     count: int = 1
+    # Where the first occurrence was found: file relative to the trial dir, its line, and its detail.
+    file: str = ""
+    line: int | None = None
+    first_detail: str = ""
+
+    @property
+    def where(self) -> str:
+        """`file line N: detail` of the first occurrence (as much of it as is known)."""
+        place = " ".join(p for p in (self.file, f"line {self.line}" if self.line is not None else "") if p)
+        return f"{place}: {self.first_detail}" if place and self.first_detail else place or self.first_detail

@@ -1,7 +1,11 @@
 """`<data_name>.report.json` / `.report.txt`: every trial accounted for, every dropped row counted.
 
-Trial statuses: ``kept`` (at least one row written) or a skip reason, e.g. ``incomplete``,
-``missing_config``, ``invalid_config``, ``invalid_result``, ``invalid_name``, ``symlink_loop``,
+Trial statuses with rows: ``kept``, ``salvaged`` (a damaged trial's longest valid part, only with
+``on_damaged_trial: salvage``) and ``kept_lossy`` (an ATIF fallback without system prompt or tool
+schemas, only with ``keep_lossy_fallback``). Without rows: ``damaged`` (structurally invalid record or
+file; ``reasons`` lists the damage codes, ``detail`` the first offending line or file),
+``lossy_fallback``, ``incomplete`` (no trial result.json; ``reward_source`` names a job-level claim),
+or another skip reason, e.g. ``missing_config``, ``invalid_name``, ``symlink_loop``,
 ``missing_instance_id``, ``invalid_instance_id``, ``unknown_scaffold``, ``excluded_repo``,
 ``exception``, ``no_reward``, ``not_selected``, ``over_max_instances``,
 ``over_max_trials_per_instance``, ``no_trajectory`` (or the reader's own reason such as
@@ -30,6 +34,15 @@ class TrialEntry:
     rows_written: int = 0
     rows_dropped: dict[str, int] = field(default_factory=dict)
     reader_issues: dict[str, int] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)  # damage codes (damaged / salvaged)
+    # Damage and notable codes (history_edit, lossy_fallback, ...) -> where each first occurred.
+    first_seen: dict[str, str] = field(default_factory=dict)
+
+
+# Statuses whose trials wrote rows; every other status is a trial left out.
+ROW_STATUSES = ("kept", "salvaged", "kept_lossy")
+# Outcomes a user must be able to find trial by trial in the text report.
+ATTENTION_STATUSES = ("damaged", "salvaged", "incomplete", "lossy_fallback", "kept_lossy")
 
 
 @dataclass
@@ -71,14 +84,16 @@ class Report:
         by_status = self.trials_by_status
         assert sum(by_status.values()) == len(self.trials)
         assert sum(t.rows_written for t in self.trials) == self.rows_written, "rows written do not add up"
-        kept = [t for t in self.trials if t.status == "kept"]
+        kept = [t for t in self.trials if t.status in ROW_STATUSES]
         assert all(t.rows_written > 0 for t in kept), "a kept trial without rows"
-        assert all(t.rows_written == 0 for t in self.trials if t.status != "kept"), "a skipped trial with rows"
+        assert all(t.rows_written == 0 for t in self.trials if t.status not in ROW_STATUSES), \
+            "a skipped trial with rows"
+        assert all(t.reasons for t in self.trials if t.status in ("damaged", "salvaged")), "damage without reasons"
         assert len({t.trial_name for t in self.trials}) == len(self.trials), "a trial reported twice"
 
     def to_dict(self) -> dict[str, Any]:
         by_status = self.trials_by_status
-        kept = by_status.get("kept", 0)
+        kept = sum(by_status.get(s, 0) for s in ROW_STATUSES)
         dropped = self.rows_dropped
         return {
             "job_dir": self.job_dir,
@@ -102,6 +117,8 @@ class Report:
             },
             "reader_issues": dict(sorted(self.reader_issues.items())),
             "format_changes": self.format_changes,
+            "history_edits": {"count": self.reader_issues.get("history_edit", {}).get("count", 0),
+                              "trials": [t.trial_name for t in self.trials if "history_edit" in t.reader_issues]},
             "trial_details": [asdict(t) for t in self.trials],
         }
 
@@ -124,7 +141,22 @@ class Report:
         if self.reader_issues:
             lines.append("reader issues (code: occurrences / trials):")
             lines += [f"  {code:<32} {v['count']} / {v['trials']}" for code, v in d["reader_issues"].items()]
+        lines += self._attention_lines()
         return "\n".join(lines) + "\n"
+
+    def _attention_lines(self) -> list[str]:
+        """One line per trial that was damaged, salvaged, incomplete, lossy, or had a history edit."""
+        out: list[str] = []
+        for t in self.trials:
+            if t.status in ATTENTION_STATUSES:
+                reasons = f" [{', '.join(t.reasons)}]" if t.reasons else ""
+                claim = f" (reward claimed by {t.reward_source})" if t.status == "incomplete" and t.reward is not None \
+                    else ""
+                out.append(f"  {t.status:<15} {t.trial_name}{reasons}{claim}: {t.detail}")
+            if "history_edit" in t.reader_issues:
+                out.append(f"  {'history_edit':<15} {t.trial_name} x{t.reader_issues['history_edit']}: "
+                           f"{t.first_seen.get('history_edit', '')}")
+        return ["trials needing attention (status trial [reasons]: first offending line or file):", *out] if out else []
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,163 @@
+"""`sft convert`: a Harbor job dir -> the same IM/LF/stats/report files the pipeline rule writes.
+
+Every option's default and choices come from the `conversion` section of the config schema
+(options.py), so a bare `sft convert` converts exactly like the pipeline with an all-default config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sftpipe.data.conversion.convert import OutputPaths, convert_job
+from sftpipe.data.conversion.harbor_job import SCAFFOLDS
+from sftpipe.data.conversion.options import (
+    DEFAULT_TEMPLATE,
+    ConversionOptions,
+    conversion_choices,
+    default_conversion,
+    options_from_config,
+)
+
+# Output flags -> OutputPaths fields; each overrides the --out-dir layout for its file.
+OUTPUT_FLAGS = {
+    "lf": "--lf",
+    "im": "--im",
+    "stats": "--stats",
+    "report": "--report",
+    "report_txt": "--report-txt",
+}
+
+
+def _optional_bool(text: str) -> bool | None:
+    return {"true": True, "false": False, "null": None, "none": None}[text.lower()]
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    """--out-dir, or the five exact output paths (the convert rule passes all five)."""
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        help="writes lf_data/<name>.json, <name>.im.jsonl, <name>.stats.json, <name>.report.json/.txt",
+    )
+    for field, flag in OUTPUT_FLAGS.items():
+        p.add_argument(
+            flag, dest=f"out_{field}", type=Path, default=None, help=f"exact path of the {field} file"
+        )
+
+
+def output_paths_from_args(args: argparse.Namespace, data_name: str) -> OutputPaths:
+    """The exact paths: all five flags, or --out-dir with any flag overriding its file."""
+    given = {f: getattr(args, f"out_{f}") for f in OUTPUT_FLAGS}
+    if args.out_dir is None:
+        missing = [OUTPUT_FLAGS[f] for f, v in given.items() if v is None]
+        if missing:
+            raise ValueError(f"pass --out-dir or every output path (missing: {' '.join(missing)})")
+        return OutputPaths(**given)
+    base = OutputPaths.in_dir(args.out_dir, data_name).as_dict()
+    return OutputPaths(**{f: given[f] or base[f] for f in OUTPUT_FLAGS})
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    d = default_conversion()
+    p = subparsers.add_parser(
+        "convert",
+        help="convert a Harbor job into LLaMA-Factory data",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--job-dir", required=True, type=Path)
+    p.add_argument("--scaffold", default="auto", choices=(*SCAFFOLDS, "auto"))
+    p.add_argument("--data-name", required=True)
+    add_output_args(p)
+    p.add_argument("--selection", default=d["selection"], choices=conversion_choices("selection"))
+    p.add_argument(
+        "--exception-policy", default=d["exception_policy"], choices=conversion_choices("exception_policy")
+    )
+    p.add_argument("--max-instances", type=int, default=d["max_instances"])
+    p.add_argument("--max-trials-per-instance", type=int, default=d["max_trials_per_instance"])
+    p.add_argument(
+        "--exclude-repos-file",
+        default=d["exclude_repos_file"],
+        help='owner/repo list to exclude; "" disables',
+    )
+    p.add_argument("--keep-subagents", action=argparse.BooleanOptionalAction, default=d["keep_subagents"])
+    p.add_argument(
+        "--no-subagents",
+        dest="keep_subagents",
+        action="store_false",
+        default=argparse.SUPPRESS,  # the default is --keep-subagents' (the schema's)
+        help="same as --no-keep-subagents",
+    )
+    p.add_argument(
+        "--on-damaged-trial",
+        default=d["on_damaged_trial"],
+        choices=conversion_choices("on_damaged_trial"),
+        help="skip: a damaged trial yields no rows; salvage: its longest valid part (status salvaged)",
+    )
+    p.add_argument(
+        "--keep-lossy-fallback",
+        action=argparse.BooleanOptionalAction,
+        default=d["keep_lossy_fallback"],
+        help="keep ATIF-only rows of tool-calling scaffolds that lack system prompt/tool schemas",
+    )
+    p.add_argument("--min-score", type=float, default=d["min_score"])
+    p.add_argument(
+        "--reasoning",
+        default=d["reasoning"],
+        choices=conversion_choices("reasoning"),
+        help="auto: keep for reasoning templates, drop for *_nothink ones (by --template)",
+    )
+    p.add_argument(
+        "--tool-error-policy", default=d["tool_error_policy"], choices=conversion_choices("tool_error_policy")
+    )
+    p.add_argument("--over-cutoff", default=d["over_cutoff"], choices=conversion_choices("over_cutoff"))
+    p.add_argument("--cutoff-len", type=int, default=ConversionOptions.cutoff_len)
+    p.add_argument("--tokenizer-path", default="", help='tokenizer for token lengths; "" skips measuring')
+    p.add_argument("--template", default=DEFAULT_TEMPLATE)
+    p.add_argument(
+        "--enable-thinking",
+        type=_optional_bool,
+        default=True,
+        help="true|false|null, as training's enable_thinking",
+    )
+    p.add_argument("--workers", type=int, default=d["workers"], help="0 = all cores")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_run)
+
+
+def _options(args: argparse.Namespace) -> ConversionOptions:
+    conversion = {key: getattr(args, key) for key in default_conversion() if hasattr(args, key)}
+    training = {
+        "template": args.template,
+        "cutoff_len": args.cutoff_len,
+        "enable_thinking": args.enable_thinking,
+    }
+    return options_from_config(
+        conversion, training, scaffold=args.scaffold, tokenizer_path=args.tokenizer_path
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.exclude_repos_file and not Path(args.exclude_repos_file).is_file():
+        print(
+            f"sft convert: exclude-repos file {args.exclude_repos_file} not found "
+            '(pass --exclude-repos-file "" to disable exclusion)',
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        report = convert_job(
+            args.job_dir, output_paths_from_args(args, args.data_name), args.data_name, _options(args)
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"sft convert: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(report.to_text(), end="")
+    return 0 if report.rows_written else 1
