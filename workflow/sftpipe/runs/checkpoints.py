@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sftpipe import paths
+
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 WEIGHT_PATTERNS = ("model*.safetensors", "pytorch_model*.bin", "adapter_model.*", "model.safetensors.index.json")
 
@@ -27,7 +29,7 @@ class Checkpoint:
 
 
 def check(path: Path, step: int, model_only: bool = False) -> Checkpoint:
-    state_file = path / "trainer_state.json"
+    state_file = path / paths.TRAINER_STATE
     try:
         state = json.loads(state_file.read_text())
     except FileNotFoundError:
