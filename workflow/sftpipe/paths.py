@@ -57,37 +57,46 @@ def run_dir(run: str) -> Path:
 
 
 def run_file(run: str, name: str) -> Path:
+    """A record file `name` in artifacts/model/<run>."""
     return MODEL_ROOT / run / name
 
 
 # ---- data files of one dataset -------------------------------------------------------------------
 def lf_data_file(data: str) -> Path:
+    """The converted LF dataset (artifacts/data/lf_data/<data>.json)."""
     return LF_DATA_DIR / f"{data}.json"
 
 
 def im_file(data: str) -> Path:
+    """The converted IM records (one JSON per line)."""
     return DATA_DIR / f"{data}.im.jsonl"
 
 
 def stats_file(data: str) -> Path:
+    """The conversion's statistics JSON."""
     return DATA_DIR / f"{data}.stats.json"
 
 
 def report_file(data: str) -> Path:
+    """The conversion report as JSON."""
     return DATA_DIR / f"{data}.report.json"
 
 
 def report_text_file(data: str) -> Path:
+    """The conversion report as text."""
     return DATA_DIR / f"{data}.report.txt"
 
 
 def registered_marker(data: str) -> Path:
+    """Marker written when the dataset is registered in dataset_info.json."""
     return LF_DATA_DIR / ".registered" / f"{data}.json"
 
 
 def tokenized_dir(data: str, key: str) -> Path:
+    """Pretokenized dataset of `data` for the tokenization settings hashed as `key`."""
     return TOKENIZED_DIR / data / key
 
 
 def rule_log(rule: str, *keys: str) -> Path:
+    """Log file of one Snakemake rule job, named by the rule and its wildcard values."""
     return RULE_LOGS / ("_".join([rule, *keys]) + ".log")

@@ -29,6 +29,8 @@ TOKENIZATION_KEYS = (
 
 @dataclass
 class Plan:
+    """What one Snakemake invocation trains: runs by name, datasets by name, tokenized sets by (data, key)."""
+
     runs: dict[str, RunConfig] = field(default_factory=dict)
     datasets: dict[str, RunConfig] = field(default_factory=dict)
     tokenized: dict[tuple[str, str], RunConfig] = field(default_factory=dict)
@@ -62,6 +64,8 @@ def _same_accelerator(raw: dict[str, Any], variant_file: Path) -> bool:
 
 
 def build(raw: dict[str, Any], root: Path) -> Plan:
+    """The plan for the requested variants; ConfigError listing every conflict (two variants with one
+    run directory, or one data_name converted differently)."""
     base = copy.deepcopy(raw)
     base.pop("variants", None)
     plan = Plan()
@@ -104,10 +108,12 @@ def run_link_problems(cfg: RunConfig) -> list[str]:
 
 
 def dataset_identity(cfg: RunConfig) -> str:
+    """Hash of what a dataset's files depend on: variants sharing a data_name must agree on it."""
     return stable_hash({"registration": cfg.registration_params(), "conversion": conversion_inputs(cfg)})
 
 
 def cli_config_args(config_file: str, cfg: RunConfig) -> str:
+    """`--config FILE [--variant NAME]` for a CLI call from a rule."""
     return f"--config {config_file}" + (f" --variant {cfg.variant}" if cfg.variant else "")
 
 
@@ -119,6 +125,7 @@ def conversion_inputs(cfg: RunConfig) -> dict[str, Any]:
 
 
 def registered_file(cfg: RunConfig) -> list[str]:
+    """The LF data file a run registers (as a rule input); [] for source types without one."""
     kind = cfg.source["type"]
     if kind == "harbor_job":
         return [str(paths.lf_data_file(cfg.data_name))]
@@ -137,19 +144,23 @@ def model_marker(cfg: RunConfig) -> list[str]:
 
 
 def tokenize_inputs(cfg: RunConfig) -> dict[str, Any]:
+    """The rendered settings (and registration) that pretokenized data depends on."""
     lf = render(cfg)
     return {k: lf.get(k) for k in TOKENIZATION_KEYS} | {"registration": cfg.registration_params()}
 
 
 def tokenize_key(cfg: RunConfig) -> str:
+    """Hash of `tokenize_inputs`: names the pretokenized directory."""
     return stable_hash(tokenize_inputs(cfg))
 
 
 def tokenized_path(cfg: RunConfig) -> Path:
+    """The pretokenized directory this config would use."""
     return paths.tokenized_dir(cfg.data_name, tokenize_key(cfg))
 
 
 def tokenized_dirs(cfg: RunConfig) -> list[str]:
+    """`[tokenized_path]` when pretokenizing, else [] (as a rule input)."""
     return [str(tokenized_path(cfg))] if cfg.infrastructure["pretokenize"] else []
 
 
@@ -186,5 +197,6 @@ def train_resources(cfg: RunConfig) -> dict[str, Any]:
 
 
 def targets(plan: Plan) -> list[str]:
+    """The record marker of every planned run: the inputs of the `all` rule."""
     return [str(paths.run_file(run, paths.RECORD_MARKER)) for run in plan.runs]
 

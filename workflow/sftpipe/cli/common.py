@@ -29,10 +29,12 @@ class UsageError(CommandError):
 
 
 def add_root(p: argparse.ArgumentParser) -> None:
+    """--root: the project root the command works in (default: the current directory)."""
     p.add_argument("--root", type=Path, default=Path("."), help="project root (default: current directory)")
 
 
 def add_json(p: argparse.ArgumentParser) -> None:
+    """--json: print the result (and errors) as JSON on stdout."""
     p.add_argument("--json", action="store_true", help="print JSON on stdout (errors too)")
 
 
@@ -44,6 +46,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_run_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
+    """The positional run reference; optional (the newest run) unless `required`."""
     help_text = "run id (run_003), run name, or run directory" + ("" if required else " (default: the newest)")
     p.add_argument("run", nargs=None if required else "?", help=help_text)
 
@@ -54,6 +57,7 @@ def load_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def print_json(obj: Any) -> None:
+    """Print `obj` as indented JSON; values JSON cannot encode are printed as str()."""
     print(json.dumps(obj, indent=2, default=str))
 
 
@@ -71,6 +75,7 @@ def report_error(exc: BaseException, as_json: bool) -> None:
 
 
 def exit_code_for(exc: BaseException) -> int:
+    """2 (usage) for config and usage errors, 1 for every other failure."""
     return EXIT_USAGE if isinstance(exc, (ConfigError, UsageError)) else EXIT_FAILURE
 
 

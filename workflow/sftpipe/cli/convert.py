@@ -62,6 +62,7 @@ def output_paths_from_args(args: argparse.Namespace, data_name: str) -> OutputPa
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add `sft convert`; option defaults come from the config schema's conversion section."""
     d = default_conversion()
     p = subparsers.add_parser(
         "convert",

@@ -30,6 +30,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add `sft dashboard` (binds localhost unless --host says otherwise)."""
     p = subparsers.add_parser("dashboard", help="local web view of runs, comparisons and converted data")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: localhost only)")
     p.add_argument("--port", type=int, default=8765)

@@ -15,6 +15,8 @@ from sftpipe.lf.memory import MemoryPlanError, format_plan, memory_plan
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
+    """Print the per-GPU memory plan; exit 1 when it does not fit, 2 when the config or the model's
+    config.json cannot be used."""
     try:
         plan = memory_plan(load_from_args(args), args.model_config)
     except (ConfigError, MemoryPlanError, OSError) as exc:
@@ -29,6 +31,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
+    """Add `sft memory`."""
     p = sub.add_parser("memory", help="per-GPU memory plan of the run (reads only the model's config.json)")
     add_config_args(p)
     p.add_argument("--model-config", type=Path, default=None,

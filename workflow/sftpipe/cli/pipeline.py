@@ -19,8 +19,8 @@ from sftpipe.cli.common import (
     load_from_args,
     print_json,
 )
-from sftpipe.config import config_warnings
 from sftpipe.cli.convert import add_output_args, output_paths_from_args
+from sftpipe.config import config_warnings
 from sftpipe.data.conversion.convert import convert_job
 from sftpipe.data.conversion.options import conversion_options
 from sftpipe.data.registration import register

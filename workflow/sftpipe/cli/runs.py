@@ -24,6 +24,7 @@ from sftpipe.training.stop import request_run_stop, wait_for_end
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """Print one run's status report; --reconcile first records derived terminal states in the index."""
     rep = run_report(resolve_run(args.root, args.run))
     if args.reconcile:
         rep["reconciled"] = reconcile(args.root)
@@ -37,6 +38,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    """Print the runs (filtered by status/variant/data) as a table, newest first."""
     rows = list_runs(args.root, args.status, args.variant, args.data)
     if args.json:
         print_json(rows)
@@ -51,6 +53,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    """Print the run index entries in index order (only the last N with --last)."""
     entries = read_entries(args.index or args.root / INDEX_PATH)
     entries = entries[-args.last:] if args.last else entries
     if args.json:
@@ -65,6 +68,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoints(args: argparse.Namespace) -> int:
+    """Print a run's checkpoints with their completeness and losses, marking the best and the latest."""
     ref = resolve_run(args.root, args.run)
     result = best_checkpoint(ref.run_dir, args.metric)
     result["run_dir"] = str(ref.run_dir)
@@ -87,6 +91,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
 
 
 def cmd_variants(args: argparse.Namespace) -> int:
+    """Print every config/variants/*.yaml with its validity and last run."""
     rows = list_variants(args.root, args.config)
     if args.json:
         print_json(rows)
@@ -104,6 +109,7 @@ def cmd_variants(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    """Ask a run to stop (optionally waiting for it to end); exit 1 if it is still active after --wait."""
     ref = resolve_run(args.root, args.run)
     action = request_run_stop(ref)
     if args.wait:
@@ -118,6 +124,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add `sft status`, `runs`, `history`, `checkpoints`, `variants` and `stop`."""
     p = subparsers.add_parser("status", help="status and live progress of one run (default: the newest)")
     add_run_arg(p)
     p.add_argument("--reconcile", action="store_true",

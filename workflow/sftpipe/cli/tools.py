@@ -72,6 +72,7 @@ def _print_dryrun(report: dict[str, Any]) -> None:
 
 
 def cmd_build_tiny_model(args: argparse.Namespace) -> int:
+    """Build (or reuse) the random tiny model directory and print where it is."""
     path = build_tiny_model(Path(args.out), preset=args.preset, seed=args.seed)
     if args.json:
         print_json({"model_dir": str(path), "preset": args.preset, "seed": args.seed})
@@ -81,6 +82,7 @@ def cmd_build_tiny_model(args: argparse.Namespace) -> int:
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add `sft dryrun` and `sft build-tiny-model`."""
     p = subparsers.add_parser("dryrun", help="validate, render, parse with LLaMA-Factory and tokenize on CPU")
     add_config_args(p)
     add_json(p)

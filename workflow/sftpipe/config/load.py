@@ -54,6 +54,8 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
 
 
 def load_variant(root: Path, name: str) -> dict[str, Any]:
+    """The overrides of config/variants/<name>.yaml; ConfigError for a bad name, a missing file
+    or a variant that sets runtime_info.output."""
     path = root / VARIANTS_DIR / f"{name}.yaml"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ConfigError([f"variant: {name!r} is not a valid variant name"])
@@ -87,6 +89,7 @@ def resolve(raw: dict[str, Any], root: Path | str = ".", variant: str | None = N
 
 def load(path: Path | str = DEFAULT_CONFIG, root: Path | str = ".", variant: str | None = None
          ) -> RunConfig:
+    """Read, resolve and validate the run profile at `root`/`path` (with `variant` applied)."""
     return RunConfig(resolve(read_yaml(Path(root) / path), root, variant), Path(root))
 
 

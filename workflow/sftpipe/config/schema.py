@@ -71,6 +71,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 def schema_problems(data: dict[str, Any]) -> list[str]:
+    """Every JSON-schema violation of `data` as 'key.path: message', sorted by key path; [] when valid."""
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     return [f"{_key_path(e)}: {_describe(e)}" for e in errors]

@@ -14,7 +14,7 @@ SHAREGPT_COLUMNS = {"messages": "conversations", "system": "system", "tools": "t
 
 
 class RegistrationError(RuntimeError):
-    pass
+    """The dataset cannot be registered (unknown source type, unreadable file)."""
 
 
 def dataset_entry(cfg: RunConfig, dataset_dir: Path | None = None) -> dict[str, Any]:

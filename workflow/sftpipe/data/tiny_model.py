@@ -88,6 +88,8 @@ CHAT_TEMPLATE = r"""
 
 @dataclass(frozen=True)
 class Preset:
+    """The size of a tiny Qwen3 model and its tokenizer."""
+
     vocab_size: int  # embedding rows (>= tokenizer size, like Qwen's padded 151936)
     tokenizer_vocab: int  # BPE target size, including byte alphabet and special tokens
     hidden_size: int
@@ -289,6 +291,7 @@ def _model_config(preset: Preset, tokenizer: Any) -> Any:
 
 
 def is_complete(model_dir: Path) -> bool:
+    """Whether every file of a built model is present in `model_dir`."""
     return all((model_dir / name).is_file() for name in REQUIRED_FILES)
 
 

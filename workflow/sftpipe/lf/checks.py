@@ -61,6 +61,8 @@ class LFDatasetError(RuntimeError):
 
 @dataclasses.dataclass
 class ParsedArgs:
+    """LF's parsed argument objects for a rendered config, and the keys dropped for the CPU parse."""
+
     model_args: Any
     data_args: Any
     training_args: Any
@@ -70,12 +72,14 @@ class ParsedArgs:
 
 
 def template_exists(name: str) -> bool:
+    """Whether LF knows a chat template of this name (imports LLaMA-Factory)."""
     from llamafactory.data.template import TEMPLATES
 
     return name in TEMPLATES
 
 
 def template_names() -> list[str]:
+    """Every chat template name LF knows, sorted (imports LLaMA-Factory)."""
     from llamafactory.data.template import TEMPLATES
 
     return sorted(TEMPLATES)
@@ -192,6 +196,7 @@ def _percentile(sorted_vals: list[int], q: float) -> int:
 
 
 def length_stats(lengths: Iterable[int]) -> dict[str, float | int]:
+    """min, max, mean, p50 and p95 of the lengths (all 0 when empty)."""
     vals = sorted(lengths)
     if not vals:
         return {"min": 0, "max": 0, "mean": 0.0, "p50": 0, "p95": 0}

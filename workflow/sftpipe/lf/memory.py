@@ -103,6 +103,7 @@ def model_config_path(cfg: RunConfig, override: Path | None = None) -> Path:
 
 
 def read_arch(path: Path) -> Arch:
+    """The architecture from a model's config.json; MemoryPlanError when unreadable."""
     try:
         conf = json.loads(path.read_text())
     except (OSError, ValueError) as exc:

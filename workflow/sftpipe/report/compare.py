@@ -53,6 +53,8 @@ def run_config(run_dir: Path) -> tuple[dict[str, Any], str]:
 
 
 def config_differences(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The keys whose values differ between the flattened configs, with each config's value
+    (ABSENT where a config lacks the key)."""
     keys = sorted(set().union(*configs)) if configs else []
     diffs = {}
     for key in keys:
@@ -64,6 +66,8 @@ def config_differences(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 def compare(root: Path, refs: list[str]) -> dict[str, Any]:
+    """Metrics, status and config differences of the referenced runs; labels fall back to the refs
+    when two runs share a name."""
     from sftpipe.runs.metrics import MetricsError, extract_metrics
     from sftpipe.runs.status import derive_status, resolve_run
 
@@ -88,6 +92,7 @@ def compare(root: Path, refs: list[str]) -> dict[str, Any]:
 
 
 def plot_comparison(result: dict[str, Any], out_png: Path) -> Path:
+    """Draw the runs' train (EMA-smoothed) and eval loss curves side by side to `out_png`; returns it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,6 +144,7 @@ def _cell(value: Any) -> str:
 
 
 def format_table(result: dict[str, Any]) -> str:
+    """The comparison as a text table: status and metrics per run, then the differing config keys."""
     labels = [r["label"] for r in result["runs"]]
     rows = [("metric / key", labels)]
     rows.append(("status", [r["status"] for r in result["runs"]]))

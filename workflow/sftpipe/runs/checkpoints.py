@@ -22,6 +22,8 @@ WEIGHT_PATTERNS = ("model*.safetensors", "pytorch_model*.bin", "adapter_model.*"
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A checkpoint-<step> directory and whether it can be resumed from (`problem` says why not)."""
+
     path: Path
     step: int
     complete: bool
@@ -29,7 +31,13 @@ class Checkpoint:
 
 
 def check(path: Path, step: int, model_only: bool = False) -> Checkpoint:
+<<<<<<< HEAD
     state_file = path / paths.TRAINER_STATE
+=======
+    """Whether the checkpoint is complete: trainer state at `step`, weights, and (unless `model_only`)
+    resumable optimizer state (optimizer.pt, or the DeepSpeed shards named by `latest`)."""
+    state_file = path / "trainer_state.json"
+>>>>>>> doc
     try:
         state = json.loads(state_file.read_text())
     except FileNotFoundError:
@@ -60,6 +68,7 @@ def check(path: Path, step: int, model_only: bool = False) -> Checkpoint:
 
 
 def list_checkpoints(run_dir: Path, model_only: bool = False) -> list[Checkpoint]:
+    """Every checkpoint-<step> directory of the run, checked, by step; [] when the directory is missing."""
     found = []
     if not Path(run_dir).is_dir():
         return found
@@ -71,6 +80,7 @@ def list_checkpoints(run_dir: Path, model_only: bool = False) -> list[Checkpoint
 
 
 def latest_complete(run_dir: Path, model_only: bool = False) -> Checkpoint | None:
+    """The complete checkpoint with the highest step, None when there is none."""
     complete = [c for c in list_checkpoints(run_dir, model_only) if c.complete]
     return complete[-1] if complete else None
 

@@ -29,12 +29,16 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class StopRequest(TypedDict, total=False):
+    """stop_request.json: why the ranks are asked to stop and when."""
+
     reason: str  # stopped | timeout | preempted | interrupted
     detail: str
     requested_at: str
 
 
 class Manifest(TypedDict, total=False):
+    """The train manifest: the run's outcome as the train rule declares it."""
+
     run_id: str
     run_dir: str
     status: str
@@ -64,6 +68,7 @@ class RunStore:
         return f"RunStore({str(self.dir)!r})"
 
     def path(self, name: str) -> Path:
+        """The file `name` inside the run directory (it may not exist)."""
         return self.dir / name
 
     # ---- run.json ------------------------------------------------------------------------------------
@@ -79,6 +84,7 @@ class RunStore:
         return self.path(paths.STOP_REQUEST)
 
     def request_stop(self, reason: str, detail: str = "") -> StopRequest:
+        """Write the stop request every rank polls; returns it."""
         request: StopRequest = {"reason": reason, "detail": detail, "requested_at": utc_now()}
         atomic_write_json(self.stop_request_path, request)
         return request
@@ -87,6 +93,7 @@ class RunStore:
         return read_json(self.stop_request_path)
 
     def clear_stop_request(self) -> None:
+        """Remove the stop request (if any) so a new attempt is not stopped at once."""
         self.stop_request_path.unlink(missing_ok=True)
 
     # ---- stop_reason.json (the training entry point, when the ranks stopped on request) ---------------
@@ -127,6 +134,7 @@ class RunStore:
         return json.loads(line)
 
     def read_events(self) -> list[dict[str, Any]]:
+        """Every event record in order; unparseable lines are skipped."""
         path = self.path(paths.EVENTS)
         if not path.is_file():
             return []
@@ -139,6 +147,7 @@ class RunStore:
 
     # ---- checkpoints.jsonl -------------------------------------------------------------------------------
     def write_checkpoint_index(self, rows: list[dict[str, Any]]) -> None:
+        """Replace checkpoints.jsonl with `rows` (redacted), one JSON per line."""
         atomic_write_text(self.path(paths.CHECKPOINT_INDEX),
                           "".join(redact(json.dumps(row, default=str)) + "\n" for row in rows))
 
@@ -181,6 +190,7 @@ class RunStore:
         return self.path(paths.TRAIN_RESULTS).is_file()
 
     def read_train_results(self) -> dict[str, Any]:
+        """LF's train_results.json; {} when missing or unreadable."""
         return read_json(self.path(paths.TRAIN_RESULTS)) or {}
 
     @property
@@ -194,10 +204,12 @@ class RunStore:
 
 # ---- the train manifest: the train rule's declared output (its path is given by the rule) ----------------
 def write_manifest(path: Path, manifest: Manifest) -> None:
+    """Write the train manifest atomically (not redacted)."""
     atomic_write_json(Path(path), manifest)
 
 
 def read_manifest(path: Path) -> Manifest:
+    """The train manifest; FileNotFoundError when missing or unreadable."""
     data = read_json(Path(path))
     if data is None:
         raise FileNotFoundError(f"{path}: no readable train manifest")
@@ -218,6 +230,7 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name="sft-heartbeat", daemon=True)
 
     def beat(self, alive: bool = True) -> None:
+        """Rewrite heartbeat.json now; `alive=False` marks the launcher's last beat."""
         self.beats += 1
         self.store.write_heartbeat({"pid": os.getpid(), "host": socket.gethostname(), "alive": alive,
                                     "time": utc_now(), "unix_time": time.time(),
@@ -229,11 +242,13 @@ class Heartbeat:
                 self.beat()
 
     def start(self) -> Heartbeat:
+        """Write the first beat and start the thread; returns self."""
         self.beat()
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop the thread and write a final beat with alive false (filesystem errors ignored)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self.interval_s + 5)

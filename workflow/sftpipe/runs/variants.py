@@ -30,6 +30,8 @@ def _output_block(path: Path) -> dict[str, Any]:
 
 
 def list_variants(root: Path, config: Path = Path("config/config.yaml")) -> list[dict[str, Any]]:
+    """One row per config/variants/*.yaml: whether it resolves, its run directory, and its
+    last run and status from the index."""
     from sftpipe.runs.status import RunRef, derive_status, entry_run_dir
 
     root = Path(root)

@@ -86,6 +86,8 @@ class SlurmEnvError(RuntimeError):
 
 @dataclass(frozen=True)
 class AllocationInfo:
+    """The SLURM allocation this process runs in, as seen from this host."""
+
     job_id: str
     nodes: tuple[str, ...]  # the job's hosts, in SLURM order (node 0 first)
     node_name: str | None  # this host's SLURM node name, None outside a job step
@@ -169,6 +171,7 @@ def expand_hostlist(hostlist: str) -> list[str]:
 
 
 def job_record(job_id: str) -> dict[str, str]:
+    """`scontrol show job` as Key -> Value; SlurmEnvError when scontrol fails or has no such job."""
     out = _run(["scontrol", "show", "job", "-o", job_id]).strip()
     if not out:
         raise SlurmEnvError(f"scontrol knows no job {job_id}")

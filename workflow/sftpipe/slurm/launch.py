@@ -236,6 +236,7 @@ def signal_reason(job_id: str) -> str:
 
 
 def world_size(cfg: RunConfig) -> int:
+    """Total ranks of the run: nodes x GPUs per node."""
     return cfg.infrastructure["n_nodes"] * cfg.infrastructure["n_gpus_per_node"]
 
 
@@ -283,6 +284,7 @@ def same_training_except_world(cfg: RunConfig, prior: Mapping[str, Any]) -> bool
 
 
 def world_record(cfg: RunConfig) -> dict[str, int]:
+    """The run's world shape as recorded per attempt (compared on resume by `world_change_error`)."""
     infra = cfg.infrastructure
     return {"n_nodes": infra["n_nodes"], "n_gpus_per_node": infra["n_gpus_per_node"], "world_size": world_size(cfg)}
 

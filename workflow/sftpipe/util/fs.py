@@ -39,6 +39,7 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """`atomic_write_bytes` of `text` as UTF-8."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -49,6 +50,7 @@ def _default_file_mode() -> int:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
+    """Atomically write `obj` as indented JSON (non-ASCII kept, unknown types as str) plus a newline."""
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 

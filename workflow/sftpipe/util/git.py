@@ -15,6 +15,7 @@ def _git(root: Path, *args: str) -> str | None:
 
 
 def git_commit(root: Path) -> str | None:
+    """The HEAD commit hash of the repository at `root`, None when not a repo (or git fails)."""
     out = _git(root, "rev-parse", "HEAD")
     return out.strip() if out else None
 

@@ -35,6 +35,8 @@ def secret_values() -> set[str]:
 
 
 def redact(text: str, secrets: Iterable[str] | None = None) -> str:
+    """`text` with every known secret value (plus `secrets`) and the value of every non-empty
+    secret-named assignment replaced by REDACTED."""
     values = sorted(secret_values() | set(secrets or ()), key=len, reverse=True)
     for value in values:
         text = text.replace(value, REDACTED)
@@ -46,4 +48,5 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
 
 
 def redact_obj(obj: Any) -> Any:
+    """A redacted copy of a JSON-like object (non-JSON values become strings)."""
     return json.loads(redact(json.dumps(obj, default=str)))

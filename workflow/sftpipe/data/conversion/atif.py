@@ -191,6 +191,7 @@ class _TerminusBuilder:
 
 
 def terminus_conversations(documents: list[dict[str, Any]], issues: IssueLog) -> list[list[Message]]:
+    """terminus-2 documents -> one message list per segment (split at context summarisations)."""
     ctx = NormContext(issues=issues)
     builder = _TerminusBuilder(ctx)
     task_prompt: str | None = None
@@ -263,6 +264,7 @@ def _result_message(result: dict[str, Any], scaffold: str, ctx: NormContext) -> 
 
 
 def generic_messages(documents: list[dict[str, Any]], scaffold: str, issues: IssueLog) -> list[Message]:
+    """A native-tool scaffold's ATIF documents as messages (copied-context and sidechain steps skipped)."""
     ctx = NormContext(issues=issues)
     out: list[Message] = []
     open_assistant: Message | None = None  # last assistant turn whose results have not come yet
@@ -321,6 +323,7 @@ def generic_messages(documents: list[dict[str, Any]], scaffold: str, issues: Iss
 
 
 def read_atif(agent_dir: Path, scaffold: str, issues: IssueLog) -> list[Conversation]:
+    """The ATIF trajectory files as conversations; segments without an agent turn are dropped (logged)."""
     documents = load_trajectory_files(agent_dir, issues)
     if not documents:
         return []

@@ -142,6 +142,7 @@ def _system_blob(history: list[Any]) -> str:
 
 
 def has_edit_tool(tools: list[dict[str, Any]]) -> bool:
+    """Whether any tool can change files; a chain without one is a read-only (sub-)agent."""
     for tool in tools:
         name = tool["function"]["name"]
         if _EDIT_TOOL_RE.search(name) and not _NOT_EDIT_RE.search(name):

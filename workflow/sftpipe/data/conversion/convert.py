@@ -95,6 +95,7 @@ class OutputPaths:
 
 
 def output_paths(out_dir: Path, data_name: str) -> dict[str, Path]:
+    """The output files of `data_name` in `out_dir`, by role."""
     return OutputPaths.in_dir(out_dir, data_name).as_dict()
 
 

@@ -157,6 +157,8 @@ def _pick_reward(rewards: Any) -> float | None:
 
 
 def read_job_rewards(job_dir: Path) -> JobRewards:
+    """Rewards and exceptions by trial name from the job's result.json; `problem` says why
+    they could not be used (empty when the file is simply missing)."""
     out = JobRewards()
     data, problem = _read_json_object(job_dir / "result.json")
     if data is None:

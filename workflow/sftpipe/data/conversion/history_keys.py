@@ -24,6 +24,8 @@ ROOT = 0  # the trie node of the empty history
 
 
 def clean_for_linking(value: Any) -> Any:
+    """The message without what varies between calls of one chain (cache_control, thinking, signatures;
+    the billing line reduced to its subagent flag), a lone text block as plain text."""
     if isinstance(value, dict):
         return {k: clean_for_linking(v) for k, v in value.items() if k not in _DROP_KEYS}
     if isinstance(value, list):
@@ -38,6 +40,7 @@ def clean_for_linking(value: Any) -> Any:
 
 
 def message_digest(message: Any) -> bytes:
+    """16-byte hash of the message's linking form (`clean_for_linking`, canonical JSON)."""
     text = json.dumps(clean_for_linking(message), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 

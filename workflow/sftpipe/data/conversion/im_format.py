@@ -37,6 +37,7 @@ def im_record(
     score: dict[str, Any] | None,
     instance_metadata: dict[str, Any],
 ) -> dict[str, Any]:
+    """One conversation as an IM record (meta_info, tools, messages); a system message is always first."""
     messages = [_message(m) for m in conv.messages]
     if not messages or messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": "", "reasoning_content": ""})

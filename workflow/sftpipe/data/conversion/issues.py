@@ -17,6 +17,8 @@ _LINE_RE = re.compile(r"\bline (\d+)")
 
 
 class IssueLog:
+    """The issues of one trial being read: counts per code, a few example details and the first occurrence."""
+
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}
         self._details: dict[str, list[str]] = {}

@@ -200,6 +200,8 @@ def _user_side_turn(side: _UserSide, prev: _Assistant | None) -> dict[str, str]:
 def conversation_to_lf_row(
     conv: Conversation, reasoning: Reasoning = "keep", tool_error_policy: ToolErrorPolicy = "keep"
 ) -> LfConversion:
+    """One conversation as a LLaMA-Factory sharegpt row; trailing user turns are trimmed, and
+    `row` is None with `problems` set when no valid row remains."""
     system_parts, groups, problems = _group(conv.messages)
     result = LfConversion(row=None, problems=problems)
     if tool_error_policy == "drop":

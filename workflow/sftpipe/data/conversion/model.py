@@ -15,6 +15,8 @@ AgentType = Literal["main", "subagent"]
 
 @dataclass
 class ToolCall:
+    """One tool call of an assistant turn; `arguments` already parsed from JSON."""
+
     id: str
     name: str
     arguments: dict[str, Any]
@@ -22,6 +24,8 @@ class ToolCall:
 
 @dataclass
 class Message:
+    """One turn in the canonical (scaffold-independent) form."""
+
     role: Role
     content: str
     # Assistant only: the model's reasoning (thinking blocks / reasoning_content), "" when none.

@@ -35,10 +35,14 @@ _SUBAGENT_FLAG = re.compile(r"\bcc_is_subagent=true\b")
 
 @dataclass
 class AnthropicInfo:
+    """What the Anthropic request said about itself beyond its messages."""
+
     subagent: bool = False  # Claude Code flagged the request as a sub-agent's
 
 
 def system_text(system: Any, ctx: NormContext, info: AnthropicInfo) -> str:
+    """The text of an Anthropic `system` (string or blocks); the billing line is dropped, after
+    setting `info.subagent` from it."""
     if isinstance(system, str):
         blocks: list[Any] = [{"type": "text", "text": system}]
     elif isinstance(system, list):
@@ -63,6 +67,8 @@ def system_text(system: Any, ctx: NormContext, info: AnthropicInfo) -> str:
 
 
 def assistant_blocks(content: Any, index: int, ctx: NormContext) -> Message:
+    """One Anthropic assistant content (string or blocks) as a Message; a nameless tool_use cuts the
+    history at `index`."""
     if isinstance(content, str) or content is None:
         return Message(role="assistant", content=content or "")
     if not isinstance(content, list):
@@ -113,6 +119,8 @@ def _tool_result(block: dict[str, Any], ctx: NormContext) -> Message:
 def normalize_anthropic_messages(
     system: Any, messages: list[dict[str, Any]], ctx: NormContext
 ) -> tuple[list[Message], AnthropicInfo]:
+    """An Anthropic system + messages as canonical messages (tool_result blocks become tool
+    messages after their call), and what the request said about itself."""
     info = AnthropicInfo()
     out: list[Message] = []
     top_system = system_text(system, ctx, info)

@@ -34,12 +34,15 @@ _ANTHROPIC_BLOCKS = {"tool_use", "tool_result", "thinking", "redacted_thinking"}
 
 @dataclass
 class NormalizedCall:
+    """One proxy call as canonical messages and tools."""
+
     messages: list[Message]
     tools: list[dict[str, Any]]
     subagent_flag: bool  # Claude Code's billing line said cc_is_subagent=true
 
 
 def is_anthropic_request(request: dict[str, Any]) -> bool:
+    """Whether the request body is in Anthropic form (a `system` key, Anthropic blocks or a billing line)."""
     if "system" in request:
         return True
     for message in request.get("messages") or []:
@@ -73,6 +76,8 @@ def response_message(response: Any, index: int, ctx: NormContext) -> Message | N
 
 
 def normalize_call(call: ProxyCall, issues: IssueLog, with_response: bool = True) -> NormalizedCall:
+    """The call's history (plus its response unless `with_response` is False) as canonical messages,
+    cut at the first broken turn, system messages folded and ending on an assistant turn."""
     ctx = NormContext(issues=issues)
     request = call.request
     raw_messages = request.get("messages") or []
@@ -98,6 +103,8 @@ def normalize_call(call: ProxyCall, issues: IssueLog, with_response: bool = True
 
 
 def fold_system_messages(messages: list[Message], issues: IssueLog) -> list[Message]:
+    """Leading system messages merged into one; later ones moved into the next user turn (in place)
+    or dropped when nothing follows them."""
     out: list[Message] = []
     leading: list[str] = []
     index = 0
@@ -133,6 +140,7 @@ def fold_system_messages(messages: list[Message], issues: IssueLog) -> list[Mess
 
 
 def end_on_assistant(messages: list[Message], issues: IssueLog) -> list[Message]:
+    """`messages` up to the last assistant turn (issue logged for what is removed)."""
     end = len(messages)
     while end > 0 and messages[end - 1].role != "assistant":
         end -= 1

@@ -30,6 +30,7 @@ _OPENHANDS_ERROR = "[An error occurred during execution.]"
 
 
 def looks_like_error(text: str) -> bool:
+    """Whether a tool result's text reads as a failure (error prefixes, OpenHands error marker)."""
     head = text.lstrip()
     return head.startswith(_ERROR_PREFIXES) or _OPENHANDS_ERROR in text
 
@@ -182,6 +183,7 @@ def order_results(assistant: Message, results: list[Message], ctx: NormContext) 
 
 
 def is_empty_assistant(message: Message) -> bool:
+    """An assistant message with no text, reasoning or tool calls."""
     return message.role == "assistant" and not (
         message.content or message.reasoning_content or message.tool_calls
     )

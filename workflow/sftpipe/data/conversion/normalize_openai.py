@@ -21,6 +21,7 @@ from sftpipe.data.conversion.normalize_common import (
 
 
 def reasoning_of(message: dict[str, Any], ctx: NormContext) -> str:
+    """The message's reasoning_content, else its thinking blocks joined; '' when none."""
     reasoning = message.get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
         return reasoning
@@ -57,6 +58,7 @@ def assistant_message(message: dict[str, Any], index: int, ctx: NormContext) -> 
 
 
 def normalize_openai_messages(messages: list[dict[str, Any]], ctx: NormContext) -> list[Message]:
+    """OpenAI chat messages as canonical messages, each call's tool results ordered after it."""
     out: list[Message] = []
     pending: list[Message] = []  # tool results after the current assistant turn
     last_assistant: Message | None = None

@@ -27,6 +27,8 @@ DEFAULT_TEMPLATE = "qwen3"
 
 @dataclass
 class ConversionOptions:
+    """Every choice of one conversion; defaults equal the schema's (a test checks)."""
+
     scaffold: str = "auto"
     """Scaffold key (claude-code | open-code | openhands-sdk | terminus2) or "auto": per trial from its agent name."""
     selection: Selection = "resolved"

@@ -23,6 +23,8 @@ MAX_LINE_BYTES = 512 * 1024 * 1024
 
 @dataclass
 class ProxyCall:
+    """One successful call of a LiteLLM proxy log."""
+
     line_no: int  # 1-based line in the file, for issue details
     request_time: float | None
     request: dict[str, Any]  # request_body: messages, tools, system?, model, sampling params
@@ -39,6 +41,7 @@ _Timed = TypeVar("_Timed", bound=_HasTime)
 
 
 def as_number(value: Any) -> float | None:
+    """`value` as a float, None for non-numbers (bool included)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
@@ -82,6 +85,7 @@ def iter_log_lines(handle: BinaryIO, issues: IssueLog, max_line_bytes: int = MAX
 
 
 def decode_line(line: LogLine, issues: IssueLog) -> str:
+    """The stripped line as text; undecodable bytes are replaced (and counted)."""
     stripped = line.raw.strip()
     try:
         return stripped.decode("utf-8")
@@ -127,6 +131,7 @@ class LogTally:
 
 
 def open_log(path: Path, issues: IssueLog) -> BinaryIO | None:
+    """The log opened for binary reading, None (logged as unreadable_log) when it cannot be opened."""
     try:
         return path.open("rb")
     except OSError as exc:
@@ -157,6 +162,7 @@ def read_proxy_log(path: Path, issues: IssueLog, max_line_bytes: int = MAX_LINE_
 
 
 def to_call(record: dict[str, Any], line_no: int, issues: IssueLog) -> ProxyCall | None:
+    """A record as a ProxyCall, None (logged) when its request body or messages are malformed."""
     request = record.get("request_body")
     if not isinstance(request, dict):
         issues.add("bad_request_body", f"line {line_no}: request_body is {type(request).__name__}")
@@ -187,6 +193,7 @@ def call_usage(record: dict[str, Any], response: dict[str, Any] | None) -> dict[
 
 
 def sorted_by_request_time(calls: list[_Timed], issues: IssueLog) -> list[_Timed]:
+    """`calls` sorted by request_time; each call without one is logged (missing_request_time)."""
     # A call without a usable time sorts right after the call before it in the file.
     keys: list[float] = []
     last = float("-inf")

@@ -57,6 +57,8 @@ class _NotFast(Exception):
 
 @dataclass
 class ScannedLog:
+    """One proxy log scanned: call summaries and the prefix trie of their histories."""
+
     calls: list[CallSummary]  # successful, well-formed calls sorted by request_time
     trie: PrefixTrie
     path: Path

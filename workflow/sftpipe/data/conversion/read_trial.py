@@ -40,6 +40,8 @@ def read_proxy_conversations(
 
 def read_trial(trial_dir: Path, scaffold: str,
                context_donor: Path | None = None) -> tuple[list[Conversation], list[TrialIssue]]:
+    """A trial's conversations and issues; never raises (a reader bug becomes a reader_error issue
+    and no conversations)."""
     issues = IssueLog()
     try:
         conversations = _read(Path(trial_dir), scaffold, issues, context_donor)

@@ -23,6 +23,8 @@ from typing import Any
 
 @dataclass
 class TrialEntry:
+    """What happened to one trial in a conversion, for the report."""
+
     trial_name: str
     status: str  # "kept" or a skip reason
     detail: str = ""
@@ -47,6 +49,8 @@ ATTENTION_STATUSES = ("damaged", "salvaged", "incomplete", "lossy_fallback", "ke
 
 @dataclass
 class Report:
+    """The conversion report of one job: options, outputs, per-trial entries and issue totals."""
+
     job_dir: str
     data_name: str
     options: dict[str, Any]

@@ -61,6 +61,8 @@ _PASS_RE = re.compile(r"(\b\d+ passed\b|\bOK\b|\bPASS(ED)?\b|\ball tests passed\
 
 @dataclass
 class QualityScore:
+    """A conversation's quality score: the weighted composite in [0, 1] and its components."""
+
     composite: float
     components: dict[str, float | None]
     details: dict[str, Any] = field(default_factory=dict)
@@ -157,6 +159,8 @@ def _ok(act: _Action) -> bool:
 
 
 def score_conversation(conv: Conversation) -> QualityScore:
+    """Heuristic quality score from the assistant's actions (submission, efficiency, tests, edits,
+    undesirable patterns); components that do not apply are None and leave the composite."""
     turns = _turns(conv)
     n = len(turns)
     comps: dict[str, float | None] = dict.fromkeys(WEIGHTS)

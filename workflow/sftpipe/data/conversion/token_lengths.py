@@ -15,6 +15,8 @@ _ROLE = {"human": "user", "gpt": "assistant", "function_call": "function", "obse
 
 
 class TokenCounter:
+    """Token counts of LF rows, exactly as LF's chat template encodes them (loads the tokenizer)."""
+
     def __init__(self, tokenizer_path: str, template: str, enable_thinking: bool | None = True) -> None:
         # Imported lazily: LF pulls in torch, which conversion without a tokenizer does not need.
         from llamafactory.data import get_template_and_fix_tokenizer
