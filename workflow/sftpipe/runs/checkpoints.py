@@ -31,13 +31,9 @@ class Checkpoint:
 
 
 def check(path: Path, step: int, model_only: bool = False) -> Checkpoint:
-<<<<<<< HEAD
-    state_file = path / paths.TRAINER_STATE
-=======
     """Whether the checkpoint is complete: trainer state at `step`, weights, and (unless `model_only`)
     resumable optimizer state (optimizer.pt, or the DeepSpeed shards named by `latest`)."""
-    state_file = path / "trainer_state.json"
->>>>>>> doc
+    state_file = path / paths.TRAINER_STATE
     try:
         state = json.loads(state_file.read_text())
     except FileNotFoundError:
