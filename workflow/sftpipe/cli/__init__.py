@@ -13,6 +13,7 @@ import sys
 COMMAND_MODULES = [
     "sftpipe.cli.pipeline",
     "sftpipe.training.dryrun",
+    "sftpipe.cli.inspect",
     "sftpipe.data.tiny_model",
     "sftpipe.data.conversion.cli",
     "sftpipe.runs.metrics",

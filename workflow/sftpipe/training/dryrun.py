@@ -87,6 +87,13 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             report["tokenization"] = {"skipped": f"{invalid} invalid row(s): fix them first"}
             return report
         report["tokenization"] = lf_dataset.tokenize_dataset(checked)
+        if data_file is not None:  # the token-view checks; a violated one fails unless allowed
+            from sftpipe.data.inspect import failed_checks, inspect_dataset
+
+            report["inspection"] = inspect_dataset(cfg, _load_rows(data_file))
+            if failed_checks(report["inspection"]):
+                report["stage"] = "inspect"
+                return report
     report["ok"] = True
     return report
 
@@ -107,7 +114,13 @@ def _print_human(report: dict[str, Any]) -> None:
     print("tokenization (LLaMA-Factory, CPU, no weights):")
     for key, value in tok.items():
         print(f"  {key}: {value}")
-    print("dry run " + ("passed" if report["ok"] else "FAILED: fix the rows above before training"))
+    if "inspection" in report:
+        from sftpipe.data.inspect import format_report
+
+        print("dataset checks (sft inspect):")
+        print(format_report(report["inspection"]))
+    print("dry run " + ("passed" if report["ok"] else "FAILED: fix the rows or checks above before training "
+                        "(or list a check in conversion.allow_failed_checks)"))
 
 
 def cmd_dryrun(args: argparse.Namespace) -> int:
