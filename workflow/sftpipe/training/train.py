@@ -141,6 +141,9 @@ def launch_env(cfg: RunConfig, stop_file: Path) -> dict[str, str]:
     token = cfg.credential("hf_token")
     if token:
         env["HF_TOKEN"] = token
+    from sftpipe.lf.trackers import tracker_env
+
+    env.update(tracker_env(cfg.experiment, (cfg.root / cfg.run_dir).resolve(), env))  # e.g. mlflow's file store
     if cfg.infrastructure["accelerator"] == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
         env.setdefault("DS_ACCELERATOR", "cpu")
