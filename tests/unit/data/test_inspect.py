@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from sftpipe.config import LF_DATA_DIR, RunConfig, read_yaml, resolve
 from sftpipe.data.inspect import CHECK_NAMES, failed_checks, inspect_dataset, load_rows, render_sample
 from sftpipe.data.token_view import RenderError, viewer_for
+
 from tests.integration.pipeline import BIN, DEMO_MODEL, env
 from tests.project import REPO, make_project
 
@@ -146,8 +146,8 @@ def test_end_token_in_the_prompt_part_fails(root, monkeypatch):
         format_assistant=StringFormatter(slots=["{{content}}"]),
         format_function=FunctionFormatter(slots=["{{content}}"], tool_format="qwen"),
         format_observation=StringFormatter(
-            slots=["<|im_end|>\n<|im_start|>user\n<tool_response>\n{{content}}\n</tool_response><|im_end|>\n"
-                   "<|im_start|>assistant\n"]),
+            slots=[("<|im_end|>\n<|im_start|>user\n<tool_response>\n{{content}}\n</tool_response><|im_end|>\n"
+                    "<|im_start|>assistant\n")]),
         format_tools=ToolFormatter(tool_format="qwen"),
         stop_words=["<|im_end|>"], replace_eos=True)
     monkeypatch.setitem(TEMPLATES, name, TEMPLATES.pop(name))
@@ -209,10 +209,10 @@ def test_sft_inspect_cli(root):
                        "    training: {enable_thinking: false, output_dir: nothink}\n")
     sft = [str(BIN / "sft")]
     proc = subprocess.run([*sft, "inspect", "demo_nothink", "--json"], cwd=root, env=env(), capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, check=False)
     assert proc.returncode == 1, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert by_name(report)["reasoning_policy"]["ok"] is False and report["data_name"] == "demo_nothink"
     proc = subprocess.run([*sft, "inspect", "no_such_data"], cwd=root, env=env(), capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, check=False)
     assert proc.returncode == 2 and "no_such_data" in proc.stderr

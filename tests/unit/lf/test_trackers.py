@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from sftpipe.lf.trackers import report_to, tracker_env, tracker_lf_args
 
 

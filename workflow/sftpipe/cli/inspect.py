@@ -29,8 +29,8 @@ def config_for_data(args: argparse.Namespace) -> RunConfig:
                 return other
             seen.append(other.data_name)
     known = ", ".join(sorted(set(seen)))
-    raise ConfigError([f"data name {args.data_name!r} is not configured by {args.config} or its variants "
-                       f"(known: {known})"])
+    raise ConfigError([f"data name {args.data_name!r} is not configured by {args.config} or its variants"
+                       + f" (known: {known})"])
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
