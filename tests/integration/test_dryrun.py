@@ -81,3 +81,19 @@ def test_memory_plan_in_report_and_overcommit_refused_unless_allowed(root):
     code, report = dryrun(root)
     assert code == 0 and report["memory"]["fits"] and report["memory"]["gpu_memory_gb"] == 80
     assert report["memory"]["inputs"]["params"] > 0  # planned from the built tiny model's config.json
+
+
+def test_violated_dataset_check_fails_unless_allowed(root):
+    """enable_thinking: false strips the demo rows' reasoning: the reasoning_policy check fails the dry run."""
+    variant = root / "config/variants/stripped.yaml"
+    body = ("runtime_info:\n  input:\n    source: {type: local_lf, lf_path: config/demo/lf_demo.json}\n"
+            "    conversion: {data_name: stripped, over_cutoff: keep%s}\n"
+            "    training: {enable_thinking: false, output_dir: stripped}\n")
+    variant.write_text(body % "")
+    code, report = dryrun(root, "--variant", "stripped")
+    assert code == 1 and report["stage"] == "inspect" and not report["ok"]
+    failed = [c["name"] for c in report["inspection"]["checks"] if not c["ok"]]
+    assert failed == ["reasoning_policy"]
+    variant.write_text(body % ", allow_failed_checks: [reasoning_policy]")
+    code, report = dryrun(root, "--variant", "stripped")
+    assert code == 0 and report["ok"] and report["inspection"]["ok"]

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "sftpipe.cli.pipeline",
     "sftpipe.cli.tools",
     "sftpipe.cli.memory",
+    "sftpipe.cli.inspect",
     "sftpipe.cli.convert",
     "sftpipe.cli.runs",
     "sftpipe.cli.report",

@@ -17,6 +17,7 @@ from sftpipe.cli.common import (
     print_json,
 )
 from sftpipe.config import ConfigError
+from sftpipe.data.inspect import format_report as format_inspection
 from sftpipe.data.tiny_model import PRESETS, build_tiny_model
 from sftpipe.lf.memory import format_plan
 from sftpipe.training.dryrun import run
@@ -62,13 +63,17 @@ def _print_dryrun(report: dict[str, Any]) -> None:
     print("tokenization (LLaMA-Factory, CPU, no weights):")
     for key, value in tok.items():
         print(f"  {key}: {value}")
+    if "inspection" in report:
+        print("dataset checks (sft inspect):")
+        print(format_inspection(report["inspection"]))
     mem = report["memory"]
     print(f"memory plan: unavailable ({mem['error']})" if "error" in mem else format_plan(mem))
     if report.get("stage") == "memory":
         print("dry run FAILED: the memory plan does not fit (see the suggestions above; "
               "infrastructure.allow_memory_overcommit: true overrides)")
         return
-    print("dry run " + ("passed" if report["ok"] else "FAILED: fix the rows above before training"))
+    print("dry run " + ("passed" if report["ok"] else "FAILED: fix the rows or checks above before training "
+                        "(or list a check in conversion.allow_failed_checks)"))
 
 
 def cmd_build_tiny_model(args: argparse.Namespace) -> int:

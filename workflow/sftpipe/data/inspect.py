@@ -259,3 +259,20 @@ def inspect_dataset(cfg: RunConfig, rows: list[dict[str, Any]] | None = None) ->
 def failed_checks(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Checks that failed and are not allowed."""
     return [c for c in report["checks"] if not c["ok"] and not c.get("allowed")]
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as `sft inspect` prints it: summary, settings, one line per check."""
+    s, st = report["summary"], report["settings"]
+    lines = [f"{report['data_name']}: {report['file'] or 'rows given'}",
+             (f"  rows {s['rows']}, rendered {s['rendered']}, tokens {s['tokens']}, trained {s['trained_tokens']} "
+              f"({s['trained_share']:.1%}), truncated {s['truncated']}  [{s['seconds']}s]"),
+             (f"  template {st['template']}, cutoff_len {st['cutoff_len']}, enable_thinking {st['enable_thinking']}, "
+              f"reasoning {st['reasoning_policy']}, train_on_prompt {st['train_on_prompt']}, "
+              f"mask_history {st['mask_history']}")]
+    for c in report["checks"]:
+        mark = "ok" if c["ok"] else ("allowed" if c.get("allowed") else "FAIL")
+        rows = f"  rows {c['examples']}" if c["examples"] and not c["ok"] else ""
+        lines.append(f"  {mark:7} {c['name']:20} {c['count']}/{c['total']}  {c['detail']}{rows}")
+    lines.append("checks " + ("passed" if report["ok"] else "FAILED"))
+    return "\n".join(lines)

@@ -26,6 +26,9 @@ from sftpipe.lf.checks import TOKENIZE_DROPPED_KEYS, parse_train_args
 # LF's sharegpt roles (llamafactory.data.data_utils.Role values) for the span labels.
 PROMPT_ROLES = ("user", "observation")
 TARGET_ROLES = ("assistant", "function")
+# Evaluation keys do not change a render; LF cross-checks them (val_size vs eval_strategy...), so leave them out.
+_EVAL_KEYS = ("val_size", "eval_strategy", "eval_steps", "eval_dataset", "load_best_model_at_end",
+              "metric_for_best_model", "greater_is_better", "per_device_eval_batch_size")
 
 
 class RenderError(ValueError):
@@ -78,7 +81,7 @@ class TokenViewer:
         from llamafactory.model import load_tokenizer
 
         with tempfile.TemporaryDirectory(prefix="sft-inspect-") as scratch:
-            cpu_cfg = {k: v for k, v in lf_cfg.items() if k not in TOKENIZE_DROPPED_KEYS}
+            cpu_cfg = {k: v for k, v in lf_cfg.items() if k not in TOKENIZE_DROPPED_KEYS + _EVAL_KEYS}
             cpu_cfg.update(output_dir=scratch, report_to="none", do_train=True)
             args = parse_train_args(cpu_cfg)
         dargs = args.data_args
@@ -86,7 +89,20 @@ class TokenViewer:
             raise RenderError(f"the token view covers stage sft only, not {args.finetuning_args.stage!r}")
         tok_module = load_tokenizer(args.model_args)
         self.tokenizer = tok_module["tokenizer"]
-        self.template = get_template_and_fix_tokenizer(self.tokenizer, dargs)
+        # LF edits the registry's template object in place (tool_format, default_system...): fix a private,
+        # as-registered copy, so neither earlier calls in this process nor this one leak into another render.
+        pristine = _pristine_templates().get(dargs.template)
+        saved = TEMPLATES[dargs.template]
+        own = copy.deepcopy(saved)
+        if pristine is not None:
+            for name in ("format_function", "format_tools", "default_system"):
+                setattr(own, name, copy.deepcopy(getattr(pristine, name)))
+        TEMPLATES[dargs.template] = own
+        try:
+            self.template = get_template_and_fix_tokenizer(self.tokenizer, dargs)
+        finally:
+            TEMPLATES[dargs.template] = saved
+        native = (pristine or own).format_tools.tool_format
         self.data_args = dargs
         self.processor = SupervisedDatasetProcessor(template=self.template, tokenizer=self.tokenizer,
                                                     processor=tok_module["processor"], data_args=dargs)
@@ -103,7 +119,7 @@ class TokenViewer:
         self.settings = Settings(
             template=dargs.template, cutoff_len=dargs.cutoff_len, enable_thinking=dargs.enable_thinking,
             train_on_prompt=bool(dargs.train_on_prompt), mask_history=bool(dargs.mask_history),
-            tool_format=dargs.tool_format, native_tool_format=TEMPLATES[dargs.template].format_tools.tool_format,
+            tool_format=dargs.tool_format, native_tool_format=native,
             reasoning_policy=reasoning_policy, over_cutoff=over_cutoff)
         from llamafactory.data.formatter import ToolFormatter
 
@@ -216,6 +232,18 @@ class TokenViewer:
             "turns": self._turn_spans(aligned, ids, labels),
             "settings": self.settings.as_dict(),
         }, labels
+
+
+@lru_cache(maxsize=1)
+def _pristine_templates() -> dict[str, Any]:
+    """LF's templates as registered, from a private execution of its template module (the shared registry
+    may already carry another config's overrides). Only formatter objects and strings are read from it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llamafactory.data.template")
+    module = importlib.util.module_from_spec(spec)  # not put in sys.modules: the real module stays the one in use
+    spec.loader.exec_module(module)
+    return dict(module.TEMPLATES)
 
 
 def reasoning_policy(cfg: RunConfig) -> str:

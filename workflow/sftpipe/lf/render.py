@@ -11,6 +11,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from sftpipe.config import RunConfig, rotation_guard
+from sftpipe.lf import trackers
 from sftpipe.paths import LF_DATA_DIR
 
 # Keys the pipeline sets itself; a value in training: for these is ignored or rejected upstream.
@@ -35,9 +36,11 @@ def render(cfg: RunConfig, resume_from: Path | None = None, tokenized_path: Path
         # training_loss.png is drawn by the pipeline's plot stage (one owner of that file).
         "plot_loss": False,
         "overwrite_output_dir": False,
-        "report_to": "none" if cfg.experiment["wandb_mode"] == "disabled" else "wandb",
+        "report_to": trackers.report_to(cfg.experiment),
         "run_name": cfg.tracking_name,
     }
+    for key, value in trackers.tracker_lf_args(cfg.experiment, cfg.run_dir).items():  # relative, as output_dir
+        lf.setdefault(key, value)
     lf.setdefault("include_num_input_tokens_seen", True)  # token counts for metrics and tokens/s
     lf.setdefault("ddp_timeout", 180000000)  # long tokenization on rank 0 must not kill the group
     explicit = cfg.training.get("resume_from_checkpoint")

@@ -88,6 +88,13 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             report["tokenization"] = {"skipped": f"{invalid} invalid row(s): fix them first"}
             return report
         report["tokenization"] = lf_dataset.tokenize_dataset(checked)
+        if data_file is not None:  # the token-view checks; a violated one fails unless allowed
+            from sftpipe.data.inspect import failed_checks, inspect_dataset
+
+            report["inspection"] = inspect_dataset(cfg, _load_rows(data_file))
+            if failed_checks(report["inspection"]):
+                report["stage"] = "inspect"
+                return report
     if report["memory"].get("fits") is False and not cfg.infrastructure.get("allow_memory_overcommit"):
         report["stage"] = "memory"  # the plan says it would OOM: fail here, not hours into the job
         return report

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from sftpipe.config import RunConfig
+from sftpipe.lf.trackers import tracker_env
 from sftpipe.runs.store import RunStore
 from sftpipe.slurm import launch as slurm_launch
 
@@ -55,6 +56,7 @@ def launch_env(cfg: RunConfig, stop_file: Path) -> dict[str, str]:
     token = cfg.credential("hf_token")
     if token:
         env["HF_TOKEN"] = token
+    env.update(tracker_env(cfg.experiment, (cfg.root / cfg.run_dir).resolve(), env))  # e.g. MLflow's store
     if cfg.infrastructure["accelerator"] == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
         env.setdefault("DS_ACCELERATOR", "cpu")
