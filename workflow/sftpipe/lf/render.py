@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from sftpipe.config import RunConfig, rotation_guard
 from sftpipe.lf import trackers
 from sftpipe.paths import LF_DATA_DIR
+from sftpipe.util.fs import atomic_write_text
+from sftpipe.util.yamltext import dump_yaml11
 
 # Keys the pipeline sets itself; a value in training: for these is ignored or rejected upstream.
 PIPELINE_KEYS = ("output_dir", "plot_loss", "overwrite_output_dir", "report_to", "run_name")
@@ -53,12 +53,5 @@ def render(cfg: RunConfig, resume_from: Path | None = None, tokenized_path: Path
 
 
 def dump(lf: dict[str, Any], path: Path) -> None:
-    import io
-
-    from sftpipe.util.fs import atomic_write_text
-
-    yaml = YAML()
-    yaml.default_flow_style = False
-    buf = io.StringIO()
-    yaml.dump(lf, buf)
-    atomic_write_text(path, buf.getvalue())
+    """Write the LF YAML so that LF's YAML 1.1 reader gets the same values (`eval_strategy: 'no'` stays a string)."""
+    atomic_write_text(path, dump_yaml11(lf))

@@ -9,7 +9,6 @@ before and after it. The result is re-parsed and must equal the original documen
 from __future__ import annotations
 
 import io
-import math
 import os
 import re
 from pathlib import Path
@@ -18,10 +17,9 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
-from ruamel.yaml.representer import RoundTripRepresenter
 
 from sftpipe.util.fs import atomic_write_bytes, file_lock
-from sftpipe.util.yamltext import YamlValueError, needs_quotes, plain_yaml_value
+from sftpipe.util.yamltext import Yaml11SafeRepresenter, YamlValueError, plain_yaml_value
 
 SECTION = "runtime_info"
 KEY = "output"
@@ -29,38 +27,6 @@ KEY = "output"
 
 class WritebackError(RuntimeError):
     """The output block cannot be written without changing anything else; the file is untouched."""
-
-
-class Yaml11SafeRepresenter(RoundTripRepresenter):
-    """Floats and nulls that YAML 1.1 readers (PyYAML, used by Snakemake) read back the same."""
-
-
-def _represent_float(rep: RoundTripRepresenter, value: float) -> Any:
-    if math.isnan(value):
-        text = ".nan"
-    elif math.isinf(value):
-        text = ".inf" if value > 0 else "-.inf"
-    else:
-        text = repr(value)
-        mantissa, _, exponent = text.partition("e")
-        if "." not in mantissa:
-            mantissa += ".0"
-        if exponent and exponent[0] not in "+-":
-            exponent = "+" + exponent
-        text = mantissa + ("e" + exponent if exponent else "")
-    return rep.represent_scalar("tag:yaml.org,2002:float", text)
-
-
-def _represent_str(rep: RoundTripRepresenter, value: str) -> Any:
-    if needs_quotes(value):
-        return rep.represent_scalar("tag:yaml.org,2002:str", value, style="'")
-    return rep.represent_str(value)
-
-
-Yaml11SafeRepresenter.add_representer(float, _represent_float)
-Yaml11SafeRepresenter.add_representer(str, _represent_str)
-Yaml11SafeRepresenter.add_representer(
-    type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
 
 
 def _rt_yaml() -> YAML:

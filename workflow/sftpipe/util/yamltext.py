@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import re
 from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.representer import RoundTripRepresenter
 
 
 class YamlValueError(ValueError):
@@ -32,3 +37,47 @@ def plain_yaml_value(value: Any, where: str = "value") -> Any:
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     raise YamlValueError(f"{where}: cannot write a {type(value).__name__} value into YAML")
+
+
+class Yaml11SafeRepresenter(RoundTripRepresenter):
+    """Floats and nulls that YAML 1.1 readers (PyYAML, used by Snakemake) read back the same."""
+
+
+def _represent_float(rep: RoundTripRepresenter, value: float) -> Any:
+    if math.isnan(value):
+        text = ".nan"
+    elif math.isinf(value):
+        text = ".inf" if value > 0 else "-.inf"
+    else:
+        text = repr(value)
+        mantissa, _, exponent = text.partition("e")
+        if "." not in mantissa:
+            mantissa += ".0"
+        if exponent and exponent[0] not in "+-":
+            exponent = "+" + exponent
+        text = mantissa + ("e" + exponent if exponent else "")
+    return rep.represent_scalar("tag:yaml.org,2002:float", text)
+
+
+def _represent_str(rep: RoundTripRepresenter, value: str) -> Any:
+    if needs_quotes(value):
+        return rep.represent_scalar("tag:yaml.org,2002:str", value, style="'")
+    return rep.represent_str(value)
+
+
+Yaml11SafeRepresenter.add_representer(float, _represent_float)
+Yaml11SafeRepresenter.add_representer(str, _represent_str)
+Yaml11SafeRepresenter.add_representer(
+    type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
+
+
+def dump_yaml11(data: Any) -> str:
+    """Block-style YAML that YAML 1.1 readers (PyYAML, OmegaConf: LLaMA-Factory) read back to the same values:
+    strings such as `no`, `on` or `1e-5` are quoted."""
+    yaml = YAML(typ="rt")
+    yaml.Representer = Yaml11SafeRepresenter
+    yaml.default_flow_style = False
+    yaml.width = 4096
+    buf = io.StringIO()
+    yaml.dump(data, buf)
+    return buf.getvalue()
