@@ -97,6 +97,9 @@ def test_rerun_triggers(root, raw):
     assert plan.tokenize_key(changed(learning_rate=0.5)) == plan.tokenize_key(base)
     assert plan.tokenize_key(changed(cutoff_len=base.training["cutoff_len"] // 2)) != plan.tokenize_key(base)
     assert plan.cli_config_args("config/config.yaml", base) == "--config config/config.yaml"
+    allowed = copy.deepcopy(raw)
+    allowed["runtime_info"]["input"]["conversion"]["allow_failed_checks"] = ["truncation"]
+    assert plan.conversion_inputs(plan.build(allowed, root).runs["demo-run"]) == plan.conversion_inputs(base)
 
 
 def test_train_resources(root, raw):

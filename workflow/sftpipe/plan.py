@@ -26,6 +26,9 @@ TOKENIZATION_KEYS = (
     "split_special_tokens", "new_special_tokens", "model_name_or_path", "stage",
 )
 
+# Conversion keys that decide checks after conversion, not the converted rows (a change must not reconvert).
+NOT_CONVERSION_INPUTS = ("allow_failed_checks",)
+
 
 @dataclass
 class Plan:
@@ -119,7 +122,8 @@ def cli_config_args(config_file: str, cfg: RunConfig) -> str:
 
 def conversion_inputs(cfg: RunConfig) -> dict[str, Any]:
     """What the converted rows depend on (conversion keys + the tokenization that measures lengths)."""
-    return {"source": cfg.source, "conversion": cfg.conversion,
+    conversion = {k: v for k, v in cfg.conversion.items() if k not in NOT_CONVERSION_INPUTS}
+    return {"source": cfg.source, "conversion": conversion,
             "tokenization": {k: cfg.training.get(k) for k in ("template", "cutoff_len", "enable_thinking")},
             "model": cfg.model_path}
 
