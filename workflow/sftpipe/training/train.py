@@ -35,6 +35,7 @@ from sftpipe import plan
 from sftpipe.runs import provenance as records
 from sftpipe.runs import index as run_index
 from sftpipe.slurm import launch as slurm_launch
+from sftpipe.training import fail_fast
 from sftpipe.config import INDEX_PATH, LOGS_DIR, RunConfig, redacted
 from sftpipe.util.fs import atomic_write_json, display_path
 from sftpipe.util.git import git_commit
@@ -141,6 +142,7 @@ def launch_env(cfg: RunConfig, stop_file: Path) -> dict[str, str]:
     token = cfg.credential("hf_token")
     if token:
         env["HF_TOKEN"] = token
+    env.update(fail_fast.probe_env(cfg.infrastructure, cfg.training))
     if cfg.infrastructure["accelerator"] == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
         env.setdefault("DS_ACCELERATOR", "cpu")
@@ -221,6 +223,8 @@ def _last_error_lines(console_log: Path, n: int = 15) -> str:
 def final_status(exit_code: int, run_dir: Path, signal_reason: str | None) -> str:
     """How the run ended: stop_reason.json (sftpipe.training.lf_entry) says a requested stop happened."""
     stop = _read_json(run_dir / STOP_REASON)
+    if stop is not None and stop.get("reason") == fail_fast.OOM_REASON:  # the max-length probe failed
+        return fail_fast.OOM_REASON
     if stop is not None:
         if signal_reason:  # this launcher was signalled and wrote the stop file itself
             return signal_reason
@@ -363,6 +367,8 @@ def train(cfg: RunConfig, manifest: Path, index_path: Path | None = None) -> int
                                   "final_loss": results.get("train_loss") if status == "completed" else None}
         if status == "failed":
             fields["error"] = _last_error_lines(console_log) or f"exit code {exit_code}"
+        elif status == fail_fast.OOM_REASON:
+            fields["error"] = fail_fast.oom_error(_read_json(run_dir / STOP_REASON))
         run_index.update_entry(index_path, run_id, **fields)
         records.write_end_records(run_dir, status, exit_code, bool(cfg.training.get("save_only_model")))
         record.update({"status": status, "exit_code": exit_code, "ended_at": run_index.utc_now()})
