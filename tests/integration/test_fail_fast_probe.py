@@ -38,7 +38,8 @@ def project(tmp_path_factory, tiny_model_dir):
     _set_limit(root, 32)  # MB of headroom per rank: far below one 2048-token step of the tiny model
     failed = snakemake(root, check=False)
     oom = {"rc": failed.returncode, "entries": run_index.read_entries(root / "artifacts/index.yaml"),
-           "status": _status_json(root), "probe": json.loads((root / RUN / "max_length_probe.json").read_text()),
+           "status": _status_json(root),
+           "probe": json.loads((root / RUN / "max_length_probe.json").read_text()),
            "events": (root / RUN / "events.jsonl").read_text(),
            "trainer_log": (root / RUN / "trainer_log.jsonl").is_file(),
            "console": (root / load_yaml(root / "artifacts/index.yaml")[0]["log"]).read_text()}
@@ -79,7 +80,8 @@ def test_throughput_recorded_everywhere(project):
     perf = summary["throughput"]
     tokens = summary["num_input_tokens_seen"]
     assert tokens > 8 * 2 * 2 * 100  # 8 steps x 2 micro-batches x 2 ranks of long rows
-    assert summary["tokens_per_second_per_gpu"] == pytest.approx(tokens / summary["train_runtime"] / 2, rel=1e-3)
+    per_gpu = tokens / summary["train_runtime"] / 2  # two CPU ranks
+    assert summary["tokens_per_second_per_gpu"] == pytest.approx(per_gpu, rel=1e-3)
     assert perf["n_params"] > 0 and perf["model_flops_per_token"] > 6 * perf["n_params"]
     assert 100 < perf["mean_seq_len"] <= 2048
     assert summary["mfu"] is None and perf["peak_tflops_per_gpu"] is None  # CPU: no peak, no MFU
@@ -93,3 +95,22 @@ def test_throughput_recorded_everywhere(project):
     assert "mfu" in written and "peak_gpu_memory_gb" in written
     progress = _status_json(root)["progress"]
     assert progress["tokens_per_second_per_gpu"] > 0 and progress["mfu"] is None
+
+
+def _losses(trainer_log) -> list[tuple[int, float]]:
+    return [(r["current_steps"], r["loss"]) for line in trainer_log.read_text().splitlines()
+            if "loss" in (r := json.loads(line))]
+
+
+def test_the_probe_leaves_no_trace_in_training(project):
+    """Same config without the probe (2-rank ZeRO-3): the very same losses, step by step."""
+    root, _ = project
+    with_probe = _losses(root / RUN / "trainer_log.jsonl")
+
+    def off(cfg):
+        cfg["runtime_info"]["input"]["infrastructure"]["fail_fast_probe"] = False
+    edit_config(root / "config/config.yaml", off)
+    subprocess.run([str(BIN / "sft"), "train", "--manifest", str(root / "manifest-noprobe.json")], cwd=root,
+                   env=env(), capture_output=True, text=True, timeout=900, check=True)
+    assert not (root / RUN / "max_length_probe.json").exists()  # the finished run was archived; no probe now
+    assert _losses(root / RUN / "trainer_log.jsonl") == with_probe and len(with_probe) == 8

@@ -5,8 +5,15 @@ import json
 from pathlib import Path
 
 import pytest
-from sftpipe.runs.throughput import (ThroughputError, flops_per_token, model_shape, peak_memory_per_rank,
-                                     peak_tflops_for, run_throughput, throughput)
+from sftpipe.runs.throughput import (
+    ThroughputError,
+    flops_per_token,
+    model_shape,
+    peak_memory_per_rank,
+    peak_tflops_for,
+    run_throughput,
+    throughput,
+)
 
 QWEN3_8B = {"model_type": "qwen3", "hidden_size": 4096, "num_hidden_layers": 36, "num_attention_heads": 32,
             "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 12288, "vocab_size": 151936,
@@ -34,7 +41,8 @@ def test_flops_per_token_6n_plus_causal_attention() -> None:
 
 def test_mfu_by_hand() -> None:
     shape = {"n_params": 1_000_000_000, "n_layers": 10, "d_attn": 1000}
-    out = throughput(tokens=1_000_000, runtime_s=100.0, world_size=8, shape=shape, seq_len=1000.0, peak_tflops=500.0)
+    out = throughput(tokens=1_000_000, runtime_s=100.0, world_size=8, shape=shape, seq_len=1000.0,
+                     peak_tflops=500.0)
     assert out["tokens_per_second_per_gpu"] == 1250.0  # 1e6 / 100 s / 8 GPUs
     assert out["model_flops_per_token"] == 6.06e9  # 6e9 + 6 * 10 * 1000 * 1000
     assert out["achieved_tflops_per_gpu"] == pytest.approx(7.575)  # 1250 * 6.06e9 / 1e12
@@ -50,7 +58,8 @@ def test_n_matches_a_real_model_minus_the_input_embedding() -> None:
     from transformers import AutoModelForCausalLM, Qwen3Config
 
     for tied in (True, False):
-        config = Qwen3Config(**{k: v for k, v in TINY.items() if k != "model_type"} | {"tie_word_embeddings": tied})
+        fields = {k: v for k, v in TINY.items() if k != "model_type"} | {"tie_word_embeddings": tied}
+        config = Qwen3Config(**fields)
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
         total = sum(p.numel() for p in model.parameters())  # tied weights are counted once
@@ -61,7 +70,8 @@ def test_n_matches_a_real_model_minus_the_input_embedding() -> None:
 
 def test_moe_counts_only_routed_experts() -> None:
     moe = {"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
-           "head_dim": 4, "vocab_size": 10, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 3}
+           "head_dim": 4, "vocab_size": 10, "num_experts": 4, "num_experts_per_tok": 2,
+           "moe_intermediate_size": 3}
     # attention 8*8*4 = 256; experts 2 * 3*8*3 = 144; router 8*4 = 32; norms 16; final norm 8; head 80
     assert model_shape(moe)["n_params"] == 256 + 144 + 32 + 16 + 8 + 80
 
@@ -117,11 +127,14 @@ def test_run_records_give_world_model_and_peak(tmp_path: Path) -> None:
 def test_peak_memory_per_rank(tmp_path: Path) -> None:
     d = tmp_path / "rank_memory"
     d.mkdir()
-    (d / "rank_0.json").write_text(json.dumps({"rank": 0, "peak_gpu_memory_bytes": 70e9, "peak_rss_bytes": 9e9}))
-    (d / "rank_1.json").write_text(json.dumps({"rank": 1, "peak_gpu_memory_bytes": 72.5e9, "peak_rss_bytes": 8e9}))
+    def rank(r: int, gpu: float | None, rss: float) -> str:
+        return json.dumps({"rank": r, "peak_gpu_memory_bytes": gpu, "peak_rss_bytes": rss})
+
+    (d / "rank_0.json").write_text(rank(0, 70e9, 9e9))
+    (d / "rank_1.json").write_text(rank(1, 72.5e9, 8e9))
     assert peak_memory_per_rank(tmp_path) == {"peak_gpu_memory_gb_per_rank": [70.0, 72.5],
                                               "peak_gpu_memory_gb": 72.5, "peak_rss_gb": 9.0}
-    (d / "rank_0.json").write_text(json.dumps({"rank": 0, "peak_gpu_memory_bytes": None, "peak_rss_bytes": 1e9}))
+    (d / "rank_0.json").write_text(rank(0, None, 1e9))
     (d / "rank_1.json").write_text("{not json")
     assert peak_memory_per_rank(tmp_path) == {"peak_gpu_memory_gb_per_rank": None, "peak_gpu_memory_gb": None,
                                               "peak_rss_gb": 1.0}

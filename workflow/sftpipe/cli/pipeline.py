@@ -169,8 +169,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     records = {k: v for k, v in output["artifacts"].items()}
     records["writeback"] = written["target"]
     metrics = output["training_metrics"]
-    fields = {"final_loss": metrics["final_loss"], "tokens_per_second_per_gpu": metrics.get("tokens_per_second_per_gpu"),
-              "mfu": metrics.get("mfu"), "checkpoint_path": output["checkpoint_path"], "records": records}
+    fields = {"final_loss": metrics["final_loss"], "checkpoint_path": output["checkpoint_path"], "records": records,
+              "tokens_per_second_per_gpu": metrics.get("tokens_per_second_per_gpu"), "mfu": metrics.get("mfu")}
     if output.get("best_checkpoint"):
         fields["best_checkpoint"] = output["best_checkpoint"]
     entry = run_index.update_entry(cfg.root / INDEX_PATH, manifest["run_id"], **fields)

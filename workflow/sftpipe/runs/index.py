@@ -27,7 +27,8 @@ from sftpipe.report.writeback import WritebackError, needs_quotes, plain_yaml_va
 
 FIELDS = ("id", "block", "variant", "status", "exit_code", "run_dir", "log", "started_at", "last_updated",
           "completed_at", "config_hash", "git_commit", "data_name", "checkpoint_path", "best_checkpoint",
-          "final_loss", "tokens_per_second_per_gpu", "mfu", "slurm_job_id", "slurm_nodes", "slurm_restart_count", "requeue", "records", "error")
+          "final_loss", "tokens_per_second_per_gpu", "mfu", "slurm_job_id", "slurm_nodes", "slurm_restart_count",
+          "requeue", "records", "error")
 STATUSES = frozenset({"queued", "running", "completed", "failed", "interrupted", "stopped", "timeout",
                       "preempted", "crashed", "oom_at_max_length", "unknown"})
 ACTIVE_STATUSES = frozenset({"queued", "running"})
