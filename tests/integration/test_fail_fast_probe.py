@@ -69,6 +69,8 @@ def test_normal_run_passes_the_probe_and_trains(project):
     root, _ = project
     probe = json.loads((root / RUN / "max_length_probe.json").read_text())
     assert probe["ok"] is True and probe["length"] == 2048 and probe["memory_kind"] == "cpu_peak_rss"
+    assert all(peak > base > 0 for peak, base in zip(probe["peak_memory_bytes_per_rank"],
+                                                     probe["baseline_memory_bytes_per_rank"], strict=True))
     entries = run_index.read_entries(root / "artifacts/index.yaml")
     assert [e["status"] for e in entries] == ["oom_at_max_length", "completed"]
     assert "max-length probe passed" in (root / RUN / "events.jsonl").read_text()

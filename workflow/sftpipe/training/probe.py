@@ -106,6 +106,15 @@ class _PeakMemory:
             except OSError:
                 pass
 
+    def current_bytes(self) -> int | None:
+        """What the rank holds now: CUDA memory allocated, or CPU RSS (the probe's baseline)."""
+        import torch
+
+        if self.cuda:
+            return int(torch.cuda.memory_allocated(self.device))
+        kb = _status_kb("VmRSS")
+        return kb * 1024 if kb is not None else None
+
     def peak_bytes(self) -> int | None:
         import torch
 
@@ -229,6 +238,7 @@ class MaxLengthProbeCallback(TrainerCallback):
         length, source = longest_length(train_dataloader, self.cutoff_len)
         batch = args.per_device_train_batch_size
         meter = _PeakMemory(args.device)
+        baseline = meter.current_bytes()
         meter.reset()
         error: str | None = None
         start = time.monotonic()
@@ -241,7 +251,8 @@ class MaxLengthProbeCallback(TrainerCallback):
             gc.collect()
         seconds = time.monotonic() - start
         peak = meter.peak_bytes()
-        ranks = _gather([0.0 if error is None else 1.0, float(peak or 0), seconds], args.device)
+        ranks = _gather([0.0 if error is None else 1.0, float(peak or 0), seconds, float(baseline or 0)],
+                        args.device)
         failed = [r for r, v in enumerate(ranks) if v[0] > 0]
         peaks = [int(v[1]) for v in ranks]
         record = {
@@ -249,6 +260,7 @@ class MaxLengthProbeCallback(TrainerCallback):
             "length_source": source, "cutoff_len": self.cutoff_len, "batch_size": batch,
             "tokens_per_rank": batch * length, "seconds": round(max(v[2] for v in ranks), 3),
             "memory_kind": meter.kind, "peak_memory_bytes_per_rank": peaks,
+            "baseline_memory_bytes_per_rank": [int(v[3]) for v in ranks],  # held before the probe
             "peak_memory_gb": round(max(peaks) / 1e9, 4), "failed_ranks": failed,
             "cpu_memory_limit_bytes": limit, "error": error if args.process_index == 0 else None,
             "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
