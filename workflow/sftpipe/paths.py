@@ -42,6 +42,8 @@ MANIFEST = "train_manifest.json"  # the train rule's declared output
 METRICS_JSON = "metrics.json"
 METRICS_JSONL = "metrics.jsonl"
 LOSS_PLOT = "training_loss.png"
+PROBE_RECORD = "max_length_probe.json"  # the fail-fast probe's result (peak memory at the longest length)
+RANK_MEMORY_DIR = "rank_memory"  # rank_<R>.json: peak accelerator memory of each rank
 WRITEBACK_MARKER = "writeback.json"
 RECORD_MARKER = "record.json"
 # Written by LLaMA-Factory / transformers (read only):

@@ -14,6 +14,7 @@ from typing import Any
 
 from sftpipe import paths
 from sftpipe.config import ConfigError, RunConfig, is_buildable_demo_model, read_yaml, resolve, stable_hash
+from sftpipe.data.conversion.options import NOT_OPTIONS
 from sftpipe.lf.render import render
 from sftpipe.paths import MODEL_ROOT, VARIANTS_DIR
 
@@ -25,10 +26,6 @@ TOKENIZATION_KEYS = (
     "mix_strategy", "interleave_probs", "ignore_pad_token_for_loss", "use_fast_tokenizer",
     "split_special_tokens", "new_special_tokens", "model_name_or_path", "stage",
 )
-
-# Conversion keys that decide checks after conversion, not the converted rows (a change must not reconvert).
-NOT_CONVERSION_INPUTS = ("allow_failed_checks",)
-
 
 @dataclass
 class Plan:
@@ -122,7 +119,7 @@ def cli_config_args(config_file: str, cfg: RunConfig) -> str:
 
 def conversion_inputs(cfg: RunConfig) -> dict[str, Any]:
     """What the converted rows depend on (conversion keys + the tokenization that measures lengths)."""
-    conversion = {k: v for k, v in cfg.conversion.items() if k not in NOT_CONVERSION_INPUTS}
+    conversion = {k: v for k, v in cfg.conversion.items() if k not in NOT_OPTIONS}
     return {"source": cfg.source, "conversion": conversion,
             "tokenization": {k: cfg.training.get(k) for k in ("template", "cutoff_len", "enable_thinking")},
             "model": cfg.model_path}

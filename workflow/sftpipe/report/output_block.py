@@ -41,6 +41,9 @@ def build(cfg: RunConfig, manifest: dict[str, Any], metrics: dict[str, Any], plo
             "total_steps": summary.get("total_steps"),
             "best_eval_loss": summary.get("best_eval_loss"),
             "num_input_tokens_seen": summary.get("num_input_tokens_seen"),
+            "tokens_per_second_per_gpu": summary.get("tokens_per_second_per_gpu"),
+            "mfu": summary.get("mfu"),
+            "peak_gpu_memory_gb": summary.get("peak_gpu_memory_gb"),
         },
         "artifacts": {
             "train_results": display_path(run_dir / paths.TRAIN_RESULTS, root),

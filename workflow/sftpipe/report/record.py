@@ -42,8 +42,10 @@ def record_run(cfg: RunConfig, manifest: Path, writeback: Path, marker: Path) ->
     output = written["output"]
     records = dict(output["artifacts"])
     records["writeback"] = written["target"]
-    fields: dict[str, Any] = {"final_loss": output["training_metrics"]["final_loss"],
-                              "checkpoint_path": output["checkpoint_path"], "records": records}
+    metrics = output["training_metrics"]
+    fields: dict[str, Any] = {"final_loss": metrics["final_loss"], "checkpoint_path": output["checkpoint_path"],
+                              "records": records, "mfu": metrics.get("mfu"),
+                              "tokens_per_second_per_gpu": metrics.get("tokens_per_second_per_gpu")}
     if output.get("best_checkpoint"):
         fields["best_checkpoint"] = output["best_checkpoint"]
     entry = run_index.update_entry(cfg.root / paths.INDEX_PATH, run_id, **fields)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+OOM_AT_MAX_LENGTH = "oom_at_max_length"  # the fail-fast probe: the longest batch does not fit (training.probe)
 STATUSES = frozenset({"queued", "running", "completed", "failed", "interrupted", "stopped", "timeout",
-                      "preempted", "crashed", "unknown"})
+                      "preempted", "crashed", OOM_AT_MAX_LENGTH, "unknown"})
 ACTIVE_STATUSES = frozenset({"queued", "running"})
 TERMINAL_STATUSES = STATUSES - ACTIVE_STATUSES - {"unknown"}
 # A stop the training process honoured: the reasons a stop request or stop_reason.json can carry.
@@ -32,7 +33,7 @@ def status_from_stop_reason(stop: dict[str, Any]) -> str:
     reached the ranks directly is SIGUSR1 (SLURM's warning before the limit) = timeout, anything else interrupted.
     """
     reason = str(stop.get("reason", ""))
-    if reason in STOP_STATUSES:
+    if reason in STOP_STATUSES or reason == OOM_AT_MAX_LENGTH:
         return reason
     if reason == "stop_file":
         requested = stop.get("requested") if isinstance(stop.get("requested"), dict) else {}
@@ -53,6 +54,8 @@ def final_status(exit_code: int, stop: dict[str, Any] | None, signal_reason: str
     --kill-on-bad-exit ended the other nodes after one failed.
     """
     if stop is not None:
+        if stop.get("reason") == OOM_AT_MAX_LENGTH:  # the probe ended it, whatever signal followed
+            return OOM_AT_MAX_LENGTH
         return signal_reason or status_from_stop_reason(stop)
     if signal_reason:
         return signal_reason

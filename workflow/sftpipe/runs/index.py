@@ -22,7 +22,8 @@ from sftpipe.util.yamltext import YamlValueError, needs_quotes, plain_yaml_value
 
 FIELDS = ("id", "block", "variant", "status", "exit_code", "run_dir", "log", "started_at", "last_updated",
           "completed_at", "config_hash", "git_commit", "data_name", "checkpoint_path", "best_checkpoint",
-          "final_loss", "slurm_job_id", "slurm_nodes", "slurm_restart_count", "requeue", "records", "error")
+          "final_loss", "tokens_per_second_per_gpu", "mfu", "slurm_job_id", "slurm_nodes", "slurm_restart_count",
+          "requeue", "records", "error")
 TIME_FIELDS = ("started_at", "last_updated", "completed_at")
 HEADER = "# Run history: one entry per run, newest last (written by sftpipe.runs.index; times UTC).\n"
 _TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")

@@ -17,8 +17,10 @@ points), best_loss(+_step), best_eval_loss(+_step), eval_loss_last, eval_points,
 train_runtime, train_samples_per_second, train_steps_per_second (last attempt only after a resume),
 num_input_tokens_seen, total_flos; live progress from the last trainer_log line (percentage,
 elapsed_time, remaining_time, throughput_tokens_per_second); resumed, resumed_duplicate_lines;
-sources (files read); warnings. Series rows: step, loss, eval_loss, learning_rate, grad_norm,
-epoch, num_input_tokens_seen (None where not logged at that step).
+tokens_per_second_per_gpu, mfu, peak_gpu_memory_gb (sftpipe.runs.throughput; details and their own
+warnings under `throughput`); sources (files read); warnings. Series rows: step, loss, eval_loss,
+learning_rate, grad_norm, epoch, num_input_tokens_seen, and tokens_per_second_per_gpu / mfu averaged
+from the start of the attempt to that step (None where not logged at that step).
 
 Partial results are explicit: a value that cannot be known yet is ``None`` and the reason is listed
 in ``summary["warnings"]``; a file that cannot be parsed raises :class:`MetricsError`.
@@ -37,7 +39,8 @@ from sftpipe.util.fs import atomic_write_bytes
 from sftpipe.util.timefmt import parse_duration
 
 # Fields of one series row, in output order.
-SERIES_FIELDS = ("step", "loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "num_input_tokens_seen")
+SERIES_FIELDS = ("step", "loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "num_input_tokens_seen",
+                 "tokens_per_second_per_gpu", "mfu")
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -286,6 +289,8 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
     if tokens is None and series:  # a running total: only the newest step's value is the total so far
         tokens = series[-1]["num_input_tokens_seen"]
 
+    perf = _throughput(run_dir, series, log_lines, tokens, summary_src.get("train_runtime"), current_step,
+                       restarts > 0)
     summary: dict[str, Any] = {
         "finished": finished,
         "final_loss": final_loss,
@@ -313,12 +318,39 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
         "percentage": last_log.get("percentage"),
         "elapsed_time": last_log.get("elapsed_time"),
         "remaining_time": None if finished else last_log.get("remaining_time"),
+        "tokens_per_second_per_gpu": perf["tokens_per_second_per_gpu"],
+        "mfu": perf["mfu"],
+        "peak_gpu_memory_gb": perf["peak_gpu_memory_gb"],
+        "throughput": perf,
         "resumed": restarts > 0,
         "resumed_duplicate_lines": duplicates,
         "sources": sources,
         "warnings": warnings,
     }
     return {"summary": summary, "series": series}
+
+
+def _throughput(run_dir: Path, series: list[dict[str, Any]], log_lines: list[dict[str, Any]], tokens: Any,
+                runtime: Any, step: int, resumed: bool) -> dict[str, Any]:
+    """Run-level throughput (sftpipe.runs.throughput) and the per-row running figures, filled into series."""
+    from sftpipe.runs.throughput import rates, run_context, run_throughput
+
+    elapsed = {ln["current_steps"]: s for ln in log_lines if "loss" in ln and (s := parse_duration(ln.get("elapsed_time")))}
+    if runtime is None and log_lines:  # a live run: the last logged elapsed time
+        runtime = parse_duration(log_lines[-1].get("elapsed_time"))
+    # After a resume runtime and elapsed restart at 0 while the token count carries on: no honest rate.
+    perf = run_throughput(run_dir, None if resumed else _finite(tokens), runtime, step if step > 0 else None)
+    if resumed:
+        perf["warnings"].append("resumed run: the token count spans attempts but the runtime only the last; "
+                                "tokens/s and MFU are left unknown")
+    ctx = run_context(run_dir)
+    for row in series:
+        secs = elapsed.get(row["step"])
+        if resumed or not secs or not isinstance(row["num_input_tokens_seen"], (int, float)):
+            continue
+        at = rates(ctx, row["num_input_tokens_seen"], secs, row["step"])
+        row["tokens_per_second_per_gpu"], row["mfu"] = at["tokens_per_second_per_gpu"], at["mfu"]
+    return perf
 
 
 def write_metrics(run_dir: Path, out_json: Path | None = None, out_jsonl: Path | None = None) -> dict[str, Any]:

@@ -99,7 +99,8 @@ def progress(run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     out: dict[str, Any] = {"step": None, "total_steps": None, "percentage": None, "loss": None,
                            "loss_ema": None, "eval_loss": None, "eval_step": None, "learning_rate": None,
-                           "epoch": None, "tokens_per_second": None, "total_tokens": None, "elapsed": None,
+                           "epoch": None, "tokens_per_second": None, "tokens_per_second_per_gpu": None,
+                           "mfu": None, "total_tokens": None, "elapsed": None,
                            "elapsed_s": None, "eta": None, "eta_s": None, "log_updated_at": None,
                            "latest_checkpoint": None, "latest_checkpoint_step": None, "warnings": []}
     good = checkpoints.latest_complete(run_dir)
@@ -137,6 +138,11 @@ def progress(run_dir: Path) -> dict[str, Any]:
         out["tokens_per_second"] = round(tokens / elapsed, 2)
     elif isinstance(last.get("throughput"), (int, float)):  # under a second elapsed: LF's own figure
         out["tokens_per_second"] = last["throughput"]
+    if isinstance(tokens, (int, float)) and elapsed:
+        from sftpipe.runs.throughput import rates, run_context
+
+        perf = rates(run_context(run_dir), tokens, elapsed, step if isinstance(step, int) else None)
+        out["tokens_per_second_per_gpu"], out["mfu"] = perf["tokens_per_second_per_gpu"], perf["mfu"]
     remaining = parse_duration(last.get("remaining_time"))
     if remaining is None and elapsed and isinstance(step, int) and step > 0 and isinstance(total, int):
         remaining = elapsed / step * max(0, total - step)
@@ -322,7 +328,9 @@ def format_report(rep: dict[str, Any]) -> str:
         lines.append(f"loss       {_fmt(p['loss'])} (EMA {_fmt(p['loss_ema'])})  eval {_fmt(p['eval_loss'])}"
                      f"{' @ step ' + str(p['eval_step']) if p['eval_step'] is not None else ''}  "
                      f"lr {_fmt(p['learning_rate'], 3) if p['learning_rate'] is None else format(p['learning_rate'], '.3g')}")
-        lines.append(f"tokens/s   {_fmt(p['tokens_per_second'], 1)}  (tokens seen {_fmt(p['total_tokens'])})")
+        lines.append(f"tokens/s   {_fmt(p['tokens_per_second'], 1)}  (tokens seen {_fmt(p['total_tokens'])}; "
+                     f"per GPU {_fmt(p['tokens_per_second_per_gpu'], 1)}, MFU "
+                     f"{'-' if p['mfu'] is None else format(p['mfu'], '.1%')})")
     else:
         lines.append("progress   no step logged yet")
     lines.append(f"checkpoint {p['latest_checkpoint'] or '-'} (latest complete)")

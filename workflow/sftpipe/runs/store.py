@@ -112,6 +112,25 @@ class RunStore:
         os.replace(current, target)
         return target
 
+    # ---- max_length_probe.json (the fail-fast probe, rank 0) and rank_memory/ ------------------------
+    def write_probe(self, record: dict[str, Any]) -> None:
+        atomic_write_json(self.path(paths.PROBE_RECORD), record)
+
+    def read_probe(self) -> dict[str, Any] | None:
+        return read_json(self.path(paths.PROBE_RECORD))
+
+    def write_rank_memory(self, rank: int, record: dict[str, Any]) -> None:
+        atomic_write_json(self.dir / paths.RANK_MEMORY_DIR / f"rank_{rank}.json", record)
+
+    def read_rank_memory(self) -> dict[int, dict[str, Any]]:
+        """Peak memory records by rank (empty when none was written, e.g. on CPU)."""
+        out = {}
+        for path in sorted((self.dir / paths.RANK_MEMORY_DIR).glob("rank_*.json")):
+            record = read_json(path)
+            if record is not None and path.stem[5:].isdigit():
+                out[int(path.stem[5:])] = record
+        return out
+
     # ---- heartbeat.json --------------------------------------------------------------------------------
     def write_heartbeat(self, beat: dict[str, Any]) -> None:
         atomic_write_json(self.path(paths.HEARTBEAT), beat)

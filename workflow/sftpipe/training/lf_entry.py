@@ -13,6 +13,10 @@ It calls LLaMA-Factory's own `run_exp` (same YAML, same OmegaConf `key=value` ov
   exits with `STOP_EXIT_CODE` (75). LLaMA-Factory's end-of-run work (final model in output_dir,
   train_results.json, loss plot) is skipped for a stopped run, so `train_results.json` still means
   "finished". Re-running the same config resumes from the checkpoint (LF auto-resume).
+* `MaxLengthProbeCallback` (when env SFT_FAIL_FAST_PROBE=1, sftpipe.training.probe): one forward +
+  backward on a batch of the longest length at train begin; if it does not fit, every rank stops with
+  `OOM_EXIT_CODE` (76) and rank 0 writes stop_reason.json (reason `oom_at_max_length`).
+* `RankMemoryCallback` (always): per-rank peak memory under `<output_dir>/rank_memory/`.
 * Any classes named in env `SFT_EXTRA_CALLBACKS` ("pkg.module:Class,..."; built with no arguments).
 
 Why an all-reduce: a signal may reach only some ranks and a stop file on a shared filesystem may
@@ -21,7 +25,7 @@ checkpoint collectives and others the next forward pass, and all would hang. One
 a small code per optimizer step makes every rank take the same decision at the same step.
 
 Exit codes: 0 finished; 75 stopped on request (checkpoint complete, stop_reason.json written);
-anything else is a failure. torchrun reports every non-zero worker code as 1, so launchers must
+76 out of memory at the maximum length (stop_reason.json written); anything else is a failure. torchrun reports every non-zero worker code as 1, so launchers must
 read stop_reason.json. Note that torchrun itself, when it receives SIGTERM, forwards it to the
 workers and SIGKILLs them 30 s later (hard-coded in torch.distributed.elastic), so on that path the
 step in progress plus the checkpoint save must fit in 30 s; the stop file has no such limit.
@@ -40,6 +44,7 @@ from transformers import TrainerCallback
 
 from sftpipe.runs import checkpoints
 from sftpipe.runs.store import RunStore, read_json
+from sftpipe.training.attention import KernelReportCallback
 
 STOP_EXIT_CODE = 75  # EX_TEMPFAIL: stopped on request, resumable
 STOP_FILE_ENV = "SFT_STOP_FILE"
@@ -182,15 +187,23 @@ def main(argv: list[str] | None = None) -> int:
     stop = StopOnRequestCallback.from_env()  # handlers installed before the slow imports and loading
     from llamafactory.train.tuner import run_exp
 
-    sys.argv = [sys.argv[0], *argv]  # LF's read_args parses the YAML path and overrides from sys.argv
-    try:
-        from sftpipe.training.attention import KernelReportCallback  # logs the attention really used
+    from sftpipe.training.fail_fast import OOM_EXIT_CODE
+    from sftpipe.training.probe import MaxLengthProbeCallback, ProbeFailed
+    from sftpipe.training.rank_memory import RankMemoryCallback
 
-        run_exp(callbacks=[stop, KernelReportCallback(), *extra_callbacks_from_env()])
+    probe = MaxLengthProbeCallback.from_env()
+    sys.argv = [sys.argv[0], *argv]  # LF's read_args parses the YAML path and overrides from sys.argv
+    try:  # the stop callback first: it archives a stale stop_reason.json before the probe may write one
+        run_exp(callbacks=[stop, *([probe] if probe else []), RankMemoryCallback(), KernelReportCallback(),
+                         *extra_callbacks_from_env()])
     except TrainingStopped as exc:
         print(f"[sftpipe.training.lf_entry] {exc}", file=sys.stderr)
         _destroy_process_group()
         return STOP_EXIT_CODE
+    except ProbeFailed as exc:  # a clear record instead of a stack trace; every rank gets here together
+        print(f"[sftpipe.training.lf_entry] {exc}\n{exc.record.get('suggestion', '')}", file=sys.stderr)
+        _destroy_process_group()
+        return OOM_EXIT_CODE
     return 0
 
 

@@ -18,6 +18,7 @@ from sftpipe.config import RunConfig
 from sftpipe.lf.trackers import tracker_env
 from sftpipe.runs.store import RunStore
 from sftpipe.slurm import launch as slurm_launch
+from sftpipe.training import fail_fast
 
 ESCALATE_AFTER_S = float(os.environ.get("SFT_STOP_GRACE_S", "900"))
 SIGNAL_REASONS = {signal.SIGTERM: "interrupted", signal.SIGINT: "interrupted", signal.SIGUSR1: "timeout"}
@@ -57,6 +58,7 @@ def launch_env(cfg: RunConfig, stop_file: Path) -> dict[str, str]:
     if token:
         env["HF_TOKEN"] = token
     env.update(tracker_env(cfg.experiment, (cfg.root / cfg.run_dir).resolve(), env))  # e.g. MLflow's store
+    env.update(fail_fast.probe_env(cfg.infrastructure, cfg.training))
     if cfg.infrastructure["accelerator"] == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
         env.setdefault("DS_ACCELERATOR", "cpu")

@@ -27,11 +27,11 @@ from sftpipe.config import RunConfig, redacted
 from sftpipe.lf import render as lf_render
 from sftpipe.runs import checkpoints
 from sftpipe.runs import index as run_index
-from sftpipe.runs.ending import final_status
+from sftpipe.runs.ending import OOM_AT_MAX_LENGTH, final_status
 from sftpipe.runs.provenance import write_end_records, write_start_records
 from sftpipe.runs.store import Manifest, RunStore, heartbeat, write_manifest
 from sftpipe.slurm import launch as slurm_launch
-from sftpipe.training import process
+from sftpipe.training import fail_fast, process
 from sftpipe.training.run_dir import Prepared, link_run_dir, prepare_run_dir
 from sftpipe.util.fs import display_path
 from sftpipe.util.git import git_commit
@@ -150,6 +150,8 @@ def finalize(attempt: Attempt, exit_code: int, signal_reason: str | None) -> dic
         "final_loss": store.read_train_results().get("train_loss") if status == "completed" else None}
     if status == "failed":
         fields["error"] = process.last_error_lines(attempt.console_log) or f"exit code {exit_code}"
+    elif status == OOM_AT_MAX_LENGTH:
+        fields["error"] = fail_fast.oom_error(store.read_stop_reason())
     run_index.update_entry(attempt.index_path, attempt.run_id, **fields)
     write_end_records(store, status, exit_code, model_only)
     attempt.record.update({"status": status, "exit_code": exit_code, "ended_at": utc_now()})

@@ -96,9 +96,15 @@ def conversion_schema() -> dict[str, Any]:
     ]
 
 
+# Conversion-section keys that decide checks on the converted rows (sft inspect), not the conversion itself:
+# no option of the converter, no `sft convert` flag, and a change does not reconvert the data.
+NOT_OPTIONS = ("allow_failed_checks",)
+
+
 def default_conversion() -> dict[str, Any]:
-    """Every conversion key that has a schema default, with that default."""
-    return {key: spec["default"] for key, spec in conversion_schema().items() if "default" in spec}
+    """Every converter option that has a schema default, with that default."""
+    return {key: spec["default"] for key, spec in conversion_schema().items()
+            if "default" in spec and key not in NOT_OPTIONS}
 
 
 def conversion_choices(key: str) -> tuple[Any, ...] | None:
