@@ -113,6 +113,17 @@ PRESETS: dict[str, Preset] = {
         num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
         max_position_embeddings=40960, torch_dtype="bfloat16",
     ),
+    # Random-init architectures of the real targets, for GPU throughput/memory figures (bench/gpu_figures.py).
+    "qwen3-1.7b": Preset(
+        vocab_size=151936, tokenizer_vocab=8192, hidden_size=2048, intermediate_size=6144,
+        num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
+        max_position_embeddings=40960, torch_dtype="bfloat16",
+    ),
+    "qwen3-8b": Preset(
+        vocab_size=151936, tokenizer_vocab=8192, hidden_size=4096, intermediate_size=12288,
+        num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+        max_position_embeddings=40960, torch_dtype="bfloat16",
+    ),
 }
 
 # ---------------------------------------------------------------------------------------------
