@@ -17,13 +17,13 @@ from sftpipe.cli.common import (
     add_run_arg,
     print_json,
 )
-from sftpipe.report.compare import compare, format_table, plot_comparison
-from sftpipe.report.plotting import plot_training
-from sftpipe.report.publish import MANIFEST, publish, read_manifest, verify
-from sftpipe.runs.metrics import extract_metrics, write_metrics
+
+# Each command imports its work inside (see cli/pipeline.py): `metrics` and `plot` are rule jobs.
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
+    from sftpipe.runs.metrics import extract_metrics, write_metrics
+
     if args.write or args.out_json or args.out_jsonl:
         metrics = write_metrics(args.run_dir, args.out_json, args.out_jsonl)
     else:
@@ -44,6 +44,9 @@ def _format_summary(summary: dict[str, Any]) -> str:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from sftpipe.report.plotting import plot_training
+    from sftpipe.runs.metrics import extract_metrics
+
     if args.metrics:
         try:
             metrics = json.loads(args.metrics.read_text(encoding="utf-8"))
@@ -58,6 +61,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from sftpipe.report.compare import compare, format_table, plot_comparison
+
     result = compare(args.root, args.runs)
     out = args.out or args.root / paths.COMPARE_DIR / ("_vs_".join(r["label"] for r in result["runs"]) + ".png")
     result["plot"] = str(plot_comparison(result, out))
@@ -72,6 +77,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from sftpipe.report.publish import MANIFEST, publish, read_manifest, verify
+
     if args.verify:
         problems = verify(args.verify)
         if args.json:

@@ -81,7 +81,8 @@ class ConversionOptions:
     enable_thinking: bool | None = True
     """LF data arg for reasoning templates, as in training (affects the measured length only)."""
     workers: int = 0
-    """Worker processes; 0 = all cores; 1 = in-process (no pool)."""
+    """Worker processes; 0 = automatic (one per core, fewer for small jobs when token lengths are measured: see
+    auto_workers); 1 = in-process (no pool)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -209,9 +210,23 @@ def _convert_trial_star(args: tuple[TrialRecord, ConversionOptions]) -> _TrialOu
     return _convert_trial(*args)
 
 
+# With token lengths measured, every pool worker (spawn) imports LLaMA-Factory and torch once: seconds of CPU,
+# more than converting a typical trial. `workers: 0` (automatic) gives each worker at least this many trials, so
+# a small job (the demo's 3 trials) converts in-process instead of paying two extra LF start-ups on 2 cores.
+TRIALS_PER_TOKENIZER_WORKER = 8
+
+
+def auto_workers(n_trials: int, measures_tokens: bool) -> int:
+    """Worker count for `workers: 0`: one per core, fewer when start-ups would cost more than they save."""
+    cores = os.cpu_count() or 1
+    if not measures_tokens:
+        return cores
+    return max(1, min(cores, n_trials // TRIALS_PER_TOKENIZER_WORKER))
+
+
 def _outcomes(records: list[TrialRecord], opts: ConversionOptions) -> Iterator[_TrialOutcome]:
     """Outcomes in the order of `records`; a pool when there is more than one worker and trial."""
-    workers = opts.workers or os.cpu_count() or 1
+    workers = opts.workers or auto_workers(len(records), bool(opts.tokenizer_path))
     workers = min(workers, len(records))
     if workers <= 1:
         for rec in records:
