@@ -1,12 +1,21 @@
 """Pipeline overhead benchmarks, measured side by side in one run (ratios, not absolute seconds).
 
-1. Whole pipeline (`snakemake`: register, tokenize, train, metrics, plot, write-back, record) vs bare
-   `llamafactory-cli train` on the same rendered config, data and tiny model (2 CPU ranks, ZeRO-3).
-2. `snakemake -n` latency: the active profile alone vs 20 config variants in one invocation.
+1. Whole pipeline (`snakemake`: convert, register, tokenize, train, metrics, plot, write-back, record) vs bare
+   `llamafactory-cli train` on the same rendered config, data and tiny model (2 CPU ranks, ZeRO-3), with the SAME
+   tracking settings on both sides (W&B disabled: `report_to: none`). Per repeat the two run back to back, in
+   alternating order, so machine noise hits both; medians over `--repeats` are reported.
+   * fixed cost = pipeline wall − bare wall, broken down per rule: each rule's wall time (its log file appears
+     when Snakemake starts the job's shell and is last written when the job ends; polled every 50 ms) and
+     Snakemake's own share (start-up, DAG, scheduling gaps = wall − union of the job intervals);
+   * training tokens/s (`num_input_tokens_seen / train_runtime` of LF's all_results.json) pipeline vs bare;
+   * `--default-tracker` adds a pair with the pipeline's default tracker (W&B offline) on BOTH sides.
+2. `sft` start-up: wall time of `sft record --help` (what every small rule pays before working), median.
+3. `snakemake -n` latency: the active profile alone vs 20 config variants in one invocation.
 
-Usage: python bench/bench_pipeline.py [--repeats N] [--json OUT]
+Usage: python bench/bench_pipeline.py [--repeats N] [--json OUT] [--default-tracker] [--skip-dryrun]
+                                     [--baseline-tree DIR] [--pycache DIR]
        python bench/bench_pipeline.py --skip-dryrun --preset qwen3-0.6b --accelerator cuda --gpus 8 --bf16
-           (on a GPU node: a random-init Qwen3-0.6B-sized model, bf16, ZeRO-3; also prints tokens/s of both)
+           (on a GPU node: a random-init Qwen3-0.6B-sized model, bf16, ZeRO-3)
 """
 from __future__ import annotations
 
@@ -18,75 +27,215 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any, Self
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "workflow"))
 
-from tests.project import edit_config, make_project
+from tests.project import LINKED, edit_config, make_project
 
 BIN = Path(sys.executable).parent
 N_VARIANTS = 20
+RULE_LOGS = Path("artifacts/logs/rules")
 
 
-def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+PYCACHE: list[Path] = []  # --pycache: compiled bytecode for every child process (both sides alike)
+
+
+def child_env(tree: Path = REPO, **extra: str) -> dict[str, str]:
+    """Environment of a benchmarked process: the code of `tree`, and bytecode as asked (--pycache)."""
+    env = dict(os.environ, PYTHONPATH=str(tree / "workflow"), **extra)
+    if PYCACHE:  # as after `uv sync --compile-bytecode`; this machine sets PYTHONDONTWRITEBYTECODE=1
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE[0])
+    return env
+
+
+def run_cmd(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+    """Run to completion; returns the wall time in seconds (exits with the output on failure)."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, cwd=cwd, env=env or child_env(), capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return elapsed
 
 
-HARDWARE: dict[str, object] = {}  # config overrides for the overhead runs (set from the command line)
+class RuleClock:
+    """Wall interval of every Snakemake job, from its rule log file: created when the job's shell starts
+    (`> {log}`), last written when it ends. Polling is cheap (one small directory listing per 50 ms)."""
+
+    def __init__(self, root: Path, poll_s: float = 0.05):
+        self.dir, self.poll_s = root / RULE_LOGS, poll_s
+        self.first_seen: dict[str, float] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._done.wait(self.poll_s):
+            if self.dir.is_dir():
+                for entry in os.scandir(self.dir):
+                    self.first_seen.setdefault(entry.name, time.time())
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """{rule log name: (start, end)} in epoch seconds."""
+        return {name: (start, max(start, (self.dir / name).stat().st_mtime))
+                for name, start in self.first_seen.items()}
 
 
-def project(base: Path, name: str, model: Path) -> Path:
+def union_length(intervals: list[tuple[float, float]]) -> float:
+    total, cur_start, cur_end = 0.0, None, None
+    for start, end in sorted(intervals):
+        if cur_end is None or start > cur_end:
+            total += (cur_end - cur_start) if cur_end is not None else 0.0
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    return total + ((cur_end - cur_start) if cur_end is not None else 0.0)
+
+
+HARDWARE: dict[str, Any] = {}  # config overrides for the overhead runs (set from the command line)
+
+
+def project(base: Path, name: str, model: Path, wandb_mode: str, tree: Path = REPO) -> Path:
     root = make_project(base / name)
+    if tree != REPO:  # the code (Snakefile, rules, package) of another checkout, e.g. the baseline
+        for rel in LINKED:
+            (root / rel).unlink()
+            (root / rel).symlink_to(tree / rel)
     shutil.copytree(model, root / "artifacts/base_models/tiny-qwen3")
-    if HARDWARE:
-        def apply(d):
-            d["runtime_info"]["input"]["infrastructure"].update(HARDWARE["infrastructure"])
-            d["runtime_info"]["input"]["training"].update(HARDWARE["training"])
-        edit_config(root / "config/config.yaml", apply)
+
+    def apply(d: dict[str, Any]) -> None:
+        d["runtime_info"]["input"]["infrastructure"].update(HARDWARE["infrastructure"])
+        d["runtime_info"]["input"]["training"].update(HARDWARE["training"])
+        d["runtime_info"]["input"]["experiment"]["wandb_mode"] = wandb_mode
+
+    edit_config(root / "config/config.yaml", apply)
     return root
 
 
-def tokens_per_second(run_dir: Path) -> float | None:
-    results = json.loads((run_dir / "all_results.json").read_text())
+def tokens_per_second(output_dir: Path) -> float | None:
+    results = json.loads((output_dir / "all_results.json").read_text())
     tokens, runtime = results.get("num_input_tokens_seen"), results.get("train_runtime")
     return tokens / runtime if tokens and runtime else None
 
 
-def bench_overhead(base: Path, model: Path) -> dict[str, float]:
+def snakemake(root: Path, *extra: str) -> list[str]:
+    return [str(BIN / "snakemake"), "--profile", "profiles/default", "--cores", "2", *extra]
+
+
+def run_pipeline(base: Path, tag: str, model: Path, wandb_mode: str, tree: Path = REPO) -> dict[str, Any]:
+    root = project(base, f"pipeline-{tag}", model, wandb_mode, tree)
+    start = time.time()
+    with RuleClock(root) as clock:
+        wall = run_cmd(snakemake(root), root, child_env(tree))
+    rules = {name.removesuffix(".log"): (s, e) for name, (s, e) in clock.intervals().items()}
+    per_rule = {name: e - s for name, (s, e) in rules.items()}
+    snakemake_own = wall - union_length(list(rules.values()))
+    first_job = min((s for s, _ in rules.values()), default=start)
+    return {"wall_s": wall, "per_rule_s": per_rule, "snakemake_own_s": snakemake_own,
+            "snakemake_startup_s": first_job - start,
+            "tokens_per_s": tokens_per_second(root / "artifacts/model/demo-run")}
+
+
+def run_bare(base: Path, tag: str, model: Path, wandb_mode: str) -> dict[str, Any]:
     from sftpipe import config as sc
     from sftpipe.lf import render as lf_config
 
-    root = project(base, "pipeline", model)
-    snake = timed([str(BIN / "snakemake"), "--profile", "profiles/default", "--cores", "2"], root)
-
-    bare_root = project(base, "bare", model)
-    # Same data, already registered; the bare run trains with LLaMA-Factory's own CLI and nothing else.
-    timed([str(BIN / "snakemake"), "--profile", "profiles/default", "--cores", "2", "--until", "register"],
-          bare_root)
-    cfg = sc.load(root=bare_root)
-    lf = lf_config.render(cfg)
+    root = project(base, f"bare-{tag}", model, wandb_mode)
+    # Same data, already converted and registered (not timed); then LLaMA-Factory's own CLI and nothing else.
+    run_cmd(snakemake(root, "--until", "register"), root)
+    cfg = sc.load(root=root)
+    lf = lf_config.render(cfg)  # report_to follows wandb_mode, exactly as in the pipeline's run
     lf["output_dir"] = "artifacts/model/bare"
-    lf_config.dump(lf, bare_root / "bare.yaml")
-    env = dict(os.environ, FORCE_TORCHRUN="1", NPROC_PER_NODE=str(cfg.infrastructure["n_gpus_per_node"]),
-               MASTER_PORT="29611", WANDB_MODE="disabled")
+    lf_config.dump(lf, root / "bare.yaml")
+    env = child_env(FORCE_TORCHRUN="1", NPROC_PER_NODE=str(cfg.infrastructure["n_gpus_per_node"]),
+               MASTER_PORT="29611", WANDB_MODE=wandb_mode, WANDB_DIR=str(root / "artifacts/model/bare"),
+               TOKENIZERS_PARALLELISM="false")
     if cfg.infrastructure["accelerator"] == "cpu":
         env.update(CUDA_VISIBLE_DEVICES="", DS_ACCELERATOR="cpu")
-    bare = timed([str(BIN / "llamafactory-cli"), "train", "bare.yaml"], bare_root, env)
-    return {"pipeline_s": snake, "bare_llamafactory_s": bare, "ratio": snake / bare,
-            "pipeline_train_tokens_per_s": tokens_per_second(root / "artifacts/model/demo-run"),
-            "bare_train_tokens_per_s": tokens_per_second(bare_root / "artifacts/model/bare")}
+    wall = run_cmd([str(BIN / "llamafactory-cli"), "train", "bare.yaml"], root, env)
+    return {"wall_s": wall, "tokens_per_s": tokens_per_second(root / "artifacts/model/bare")}
+
+
+def med(values: list[float | None]) -> float | None:
+    clean = [v for v in values if v is not None]
+    return statistics.median(clean) if clean else None
+
+
+def spread(values: list[float | None]) -> str:
+    clean = [v for v in values if v is not None]
+    return f"{min(clean):.1f}-{max(clean):.1f}" if clean else "-"
+
+
+def bench_overhead(base: Path, model: Path, repeats: int, wandb_mode: str, baseline: Path | None) -> dict[str, Any]:
+    pipes, bares, olds = [], [], []
+    for i in range(repeats):
+        tag = f"{wandb_mode}-{i}"
+        order = [(pipes, run_pipeline, (base, tag, model, wandb_mode)),
+                 (bares, run_bare, (base, tag, model, wandb_mode))]
+        if baseline:
+            order.append((olds, run_pipeline, (base, f"{tag}-baseline", model, wandb_mode, baseline)))
+        for out, fn, fn_args in order[i % len(order):] + order[:i % len(order)]:  # rotate: load drift hits all
+            out.append(fn(*fn_args))
+    pipe_wall, bare_wall = [p["wall_s"] for p in pipes], [b["wall_s"] for b in bares]
+    pipe_tps, bare_tps = [p["tokens_per_s"] for p in pipes], [b["tokens_per_s"] for b in bares]
+    rules = sorted({r for p in pipes for r in p["per_rule_s"]})
+    per_rule = {r: med([p["per_rule_s"].get(r) for p in pipes]) for r in rules}
+    # Per-repeat ratios (same machine state) are less noisy than the ratio of medians.
+    tps_ratios = [p / b for p, b in zip(pipe_tps, bare_tps) if p and b]
+    if olds:
+        old_wall, old_tps = [p["wall_s"] for p in olds], [p["tokens_per_s"] for p in olds]
+        baseline_summary = {
+            "tree": str(baseline), "pipeline_wall_s": med(old_wall), "pipeline_wall_range_s": spread(old_wall),
+            "wall_ratio": med([p / b for p, b in zip(old_wall, bare_wall)]),
+            "fixed_cost_s": med([p - b for p, b in zip(old_wall, bare_wall)]),
+            "per_rule_s": {r: med([p["per_rule_s"].get(r) for p in olds])
+                           for r in sorted({r for p in olds for r in p["per_rule_s"]})},
+            "snakemake_own_s": med([p["snakemake_own_s"] for p in olds]),
+            "pipeline_tokens_per_s": med(old_tps),
+            "tokens_per_s_ratio": med([p / b for p, b in zip(old_tps, bare_tps) if p and b]),
+            "runs": olds}
+    return {
+        "wandb_mode": wandb_mode, "repeats": repeats, "bytecode": bool(PYCACHE),
+        **({"baseline": baseline_summary} if olds else {}),
+        "pipeline_wall_s": med(pipe_wall), "bare_wall_s": med(bare_wall),
+        "pipeline_wall_range_s": spread(pipe_wall), "bare_wall_range_s": spread(bare_wall),
+        "wall_ratio": med([p / b for p, b in zip(pipe_wall, bare_wall)]),
+        "fixed_cost_s": med([p - b for p, b in zip(pipe_wall, bare_wall)]),
+        "per_rule_s": per_rule,
+        "snakemake_own_s": med([p["snakemake_own_s"] for p in pipes]),
+        "snakemake_startup_s": med([p["snakemake_startup_s"] for p in pipes]),
+        "pipeline_tokens_per_s": med(pipe_tps), "bare_tokens_per_s": med(bare_tps),
+        "tokens_per_s_ratio": med(tps_ratios), "tokens_per_s_ratios": tps_ratios,
+        "runs": {"pipeline": pipes, "bare": bares},
+    }
+
+
+def bench_startup(repeats: int, baseline: Path | None) -> dict[str, float]:
+    """Wall time of the CLI start-up every small rule pays (argument parsing only, no work)."""
+    n, out = max(repeats, 5), {}
+    for name, tree in [("sft_record_help_s", REPO), *([("baseline_sft_record_help_s", baseline)] if baseline else [])]:
+        out[name] = statistics.median(
+            run_cmd([str(BIN / "sft"), "record", "--help"], REPO, child_env(tree)) for _ in range(n))
+    out["python_bare_s"] = statistics.median(run_cmd([sys.executable, "-c", "pass"], REPO) for _ in range(n))
+    return out
 
 
 def bench_dryrun(base: Path, model: Path, repeats: int) -> dict[str, float]:
-    root = project(base, "dryrun", model)
+    root = project(base, "dryrun", model, "offline")
     variants = root / "config/variants"
     for i in range(N_VARIANTS):
         (variants / f"bench{i:02d}.yaml").write_text(
@@ -94,10 +243,35 @@ def bench_dryrun(base: Path, model: Path, repeats: int) -> dict[str, float]:
             f"      learning_rate: {1e-4 * (i + 1):.6g}\n      output_dir: bench-run-{i:02d}\n")
     names = ",".join(f"bench{i:02d}" for i in range(N_VARIANTS))
     cmd = [str(BIN / "snakemake"), "--profile", "profiles/default", "-n", "--quiet", "all"]
-    one = [timed(cmd, root) for _ in range(repeats)]
-    many = [timed([*cmd, "--config", f"variants={names}"], root) for _ in range(repeats)]
+    one = [run_cmd(cmd, root) for _ in range(repeats)]
+    many = [run_cmd([*cmd, "--config", f"variants={names}"], root) for _ in range(repeats)]
     return {"dryrun_one_s": statistics.median(one), f"dryrun_{N_VARIANTS}_variants_s": statistics.median(many),
             "ratio": statistics.median(many) / statistics.median(one)}
+
+
+def fmt(v: float | None, spec: str = ".1f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def print_overhead(o: dict[str, Any]) -> None:
+    print(f"\n== pipeline vs bare llamafactory-cli, tracking: wandb_mode={o['wandb_mode']} on both sides, "
+          f"median of {o['repeats']} ==")
+    print(f"wall      pipeline {fmt(o['pipeline_wall_s'])} s (range {o['pipeline_wall_range_s']})   "
+          f"bare {fmt(o['bare_wall_s'])} s (range {o['bare_wall_range_s']})   ratio {fmt(o['wall_ratio'], '.2f')}")
+    print(f"fixed cost (pipeline - bare): {fmt(o['fixed_cost_s'])} s")
+    print(f"  {'snakemake start-up (before the first job)':44s} {fmt(o['snakemake_startup_s'], '6.1f')} s")
+    print(f"  {'snakemake own (start-up + scheduling gaps)':44s} {fmt(o['snakemake_own_s'], '6.1f')} s")
+    for rule, secs in o["per_rule_s"].items():
+        print(f"  rule {rule:39s} {fmt(secs, '6.1f')} s")
+    ratios = ", ".join(f"{r:.3f}" for r in o["tokens_per_s_ratios"])
+    print(f"training tokens/s pipeline {fmt(o['pipeline_tokens_per_s'])} vs bare {fmt(o['bare_tokens_per_s'])}: "
+          f"ratio {fmt(o['tokens_per_s_ratio'], '.3f')} (per repeat: {ratios})", flush=True)
+    if b := o.get("baseline"):
+        print(f"baseline {b['tree']}: wall {fmt(b['pipeline_wall_s'])} s (range {b['pipeline_wall_range_s']}), "
+              f"ratio to bare {fmt(b['wall_ratio'], '.2f')}, fixed cost {fmt(b['fixed_cost_s'])} s, "
+              f"snakemake own {fmt(b['snakemake_own_s'])} s, tokens/s ratio {fmt(b['tokens_per_s_ratio'], '.3f')}")
+        print("  per rule (baseline -> this tree): " + ", ".join(
+            f"{r} {fmt(v)}->{fmt(o['per_rule_s'].get(r))}" for r, v in b["per_rule_s"].items()), flush=True)
 
 
 def main() -> int:
@@ -106,6 +280,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--skip-dryrun", action="store_true")
+    parser.add_argument("--default-tracker", action="store_true",
+                        help="also compare with the pipeline's default tracker (W&B offline) on both sides")
+    parser.add_argument("--baseline-tree", type=Path,
+                        help="another checkout (e.g. `git archive` of main): its pipeline runs side by side too")
+    parser.add_argument("--pycache", type=Path,
+                        help="bytecode cache for every child process (PYTHONPYCACHEPREFIX), as after "
+                             "`uv sync --compile-bytecode`; default: as the environment is")
     parser.add_argument("--preset", default="tiny", help="tiny | qwen3-0.6b (random-init Qwen3 architecture)")
     parser.add_argument("--accelerator", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--gpus", type=int, default=2, help="ranks per node")
@@ -117,21 +298,28 @@ def main() -> int:
     HARDWARE.update(infrastructure={"accelerator": args.accelerator, "n_gpus_per_node": args.gpus},
                     training={"bf16": args.bf16, "max_steps": args.max_steps,
                               **({"flash_attn": "sdpa"} if args.accelerator == "cuda" else {})})
+    if args.pycache:
+        PYCACHE.append(args.pycache.resolve())
+    baseline = args.baseline_tree.resolve() if args.baseline_tree else None
+    results: dict[str, Any] = {"startup": bench_startup(args.repeats, baseline)}
+    s = results["startup"]
+    print(f"sft record --help {s['sft_record_help_s']:.2f} s"
+          + (f" (baseline {s['baseline_sft_record_help_s']:.2f} s)" if baseline else "")
+          + f"; python -c pass {s['python_bare_s']:.2f} s", flush=True)
     with tempfile.TemporaryDirectory(prefix="sft-bench-") as tmp:
         base = Path(tmp)
         model = build_tiny_model(base / "model", preset=args.preset)
-        results = {}
         if not args.skip_dryrun:
             results["dryrun"] = bench_dryrun(base, model, args.repeats)
             d = results["dryrun"]
             print(f"snakemake -n: 1 run {d['dryrun_one_s']:.2f} s, {N_VARIANTS} variants "
                   f"{d[f'dryrun_{N_VARIANTS}_variants_s']:.2f} s (ratio {d['ratio']:.2f})", flush=True)
         if not args.skip_training:
-            results["overhead"] = bench_overhead(base, model)
-            o = results["overhead"]
-            print(f"whole pipeline {o['pipeline_s']:.1f} s vs bare llamafactory-cli {o['bare_llamafactory_s']:.1f} s "
-                  f"(ratio {o['ratio']:.2f}); training tokens/s pipeline {o['pipeline_train_tokens_per_s']} "
-                  f"vs bare {o['bare_train_tokens_per_s']}", flush=True)
+            for mode in ["disabled", *(["offline"] if args.default_tracker else [])]:
+                results[f"overhead_{mode}"] = bench_overhead(base, model, args.repeats, mode, baseline)
+                print_overhead(results[f"overhead_{mode}"])
+                if args.json:  # partial results survive a later failure
+                    args.json.write_text(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

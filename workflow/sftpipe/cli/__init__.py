@@ -12,7 +12,6 @@ import importlib
 import sys
 
 from sftpipe.cli.common import exit_code_for, report_error
-from sftpipe.cli.errors import USER_ERRORS
 
 # Modules providing `register_cli(subparsers)`, in help order.
 COMMAND_MODULES = [
@@ -26,20 +25,43 @@ COMMAND_MODULES = [
     "sftpipe.cli.dashboard",
 ]
 
+# Which module registers each command. `sft COMMAND` imports only that module, not every layer: each
+# Snakemake rule job is one `sft` process, and importing all commands cost ~1 s per job (more without
+# compiled bytecode). tests/unit/cli/test_lazy_commands.py checks this table against what the modules register.
+COMMAND_MODULE = {
+    **dict.fromkeys(["validate", "render", "register", "convert-config", "tokenize", "train", "writeback",
+                     "record"], "sftpipe.cli.pipeline"),
+    **dict.fromkeys(["dryrun", "build-tiny-model"], "sftpipe.cli.tools"),
+    "memory": "sftpipe.cli.memory",
+    "inspect": "sftpipe.cli.inspect",
+    "convert": "sftpipe.cli.convert",
+    **dict.fromkeys(["status", "runs", "history", "checkpoints", "variants", "stop"], "sftpipe.cli.runs"),
+    **dict.fromkeys(["metrics", "plot", "compare", "publish"], "sftpipe.cli.report"),
+    "dashboard": "sftpipe.cli.dashboard",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every command, or (`command` given and known) only for its module's commands."""
     parser = argparse.ArgumentParser(prog="sft", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in [COMMAND_MODULE[command]] if command in COMMAND_MODULE else COMMAND_MODULES:
         importlib.import_module(name).register_cli(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # argv[0] is the command unless it is a top-level flag (-h): then the full parser prints the full help.
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as exc:
+    except Exception as exc:
+        # Imported on the error path only: USER_ERRORS gathers exception classes from every layer.
+        from sftpipe.cli.errors import USER_ERRORS
+
+        if not isinstance(exc, USER_ERRORS):
+            raise
         report_error(exc, bool(getattr(args, "json", False)))
         return exit_code_for(exc)
 

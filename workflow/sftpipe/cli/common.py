@@ -10,10 +10,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sftpipe.config import ConfigError, RunConfig, load
 from sftpipe.paths import DEFAULT_CONFIG
+
+if TYPE_CHECKING:
+    from sftpipe.config import RunConfig
+
+# sftpipe.config (YAML + JSON-schema libraries) is imported where it is used: `sft metrics` and `sft plot`,
+# two rule jobs, never load a config and should not pay for it at start-up.
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -53,6 +58,8 @@ def add_run_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
 
 def load_from_args(args: argparse.Namespace) -> RunConfig:
     """The resolved config named by --config/--variant/--root."""
+    from sftpipe.config import load
+
     return load(args.config, root=args.root, variant=args.variant)
 
 
@@ -63,6 +70,8 @@ def print_json(obj: Any) -> None:
 
 def report_error(exc: BaseException, as_json: bool) -> None:
     """The one error printer: `error: ...` on stderr, or {"ok": false, "error", "problems"} on stdout."""
+    from sftpipe.config import ConfigError
+
     problems = list(getattr(exc, "problems", None) or [str(exc)])
     if as_json:
         print_json({"ok": False, "error": str(exc), "problems": problems})
@@ -76,6 +85,8 @@ def report_error(exc: BaseException, as_json: bool) -> None:
 
 def exit_code_for(exc: BaseException) -> int:
     """2 (usage) for config and usage errors, 1 for every other failure."""
+    from sftpipe.config import ConfigError
+
     return EXIT_USAGE if isinstance(exc, (ConfigError, UsageError)) else EXIT_FAILURE
 
 

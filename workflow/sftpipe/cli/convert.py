@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from sftpipe.data.conversion.convert import OutputPaths, convert_job
+from sftpipe.cli.conversion_outputs import add_output_args, output_paths_from_args
+from sftpipe.data.conversion.convert import convert_job
 from sftpipe.data.conversion.harbor_job import SCAFFOLDS
 from sftpipe.data.conversion.options import (
     DEFAULT_TEMPLATE,
@@ -22,43 +23,11 @@ from sftpipe.data.conversion.options import (
 )
 
 # Output flags -> OutputPaths fields; each overrides the --out-dir layout for its file.
-OUTPUT_FLAGS = {
-    "lf": "--lf",
-    "im": "--im",
-    "stats": "--stats",
-    "report": "--report",
-    "report_txt": "--report-txt",
-}
+
 
 
 def _optional_bool(text: str) -> bool | None:
     return {"true": True, "false": False, "null": None, "none": None}[text.lower()]
-
-
-def add_output_args(p: argparse.ArgumentParser) -> None:
-    """--out-dir, or the five exact output paths (the convert rule passes all five)."""
-    p.add_argument(
-        "--out-dir",
-        type=Path,
-        default=None,
-        help="writes lf_data/<name>.json, <name>.im.jsonl, <name>.stats.json, <name>.report.json/.txt",
-    )
-    for field, flag in OUTPUT_FLAGS.items():
-        p.add_argument(
-            flag, dest=f"out_{field}", type=Path, default=None, help=f"exact path of the {field} file"
-        )
-
-
-def output_paths_from_args(args: argparse.Namespace, data_name: str) -> OutputPaths:
-    """The exact paths: all five flags, or --out-dir with any flag overriding its file."""
-    given = {f: getattr(args, f"out_{f}") for f in OUTPUT_FLAGS}
-    if args.out_dir is None:
-        missing = [OUTPUT_FLAGS[f] for f, v in given.items() if v is None]
-        if missing:
-            raise ValueError(f"pass --out-dir or every output path (missing: {' '.join(missing)})")
-        return OutputPaths(**given)
-    base = OutputPaths.in_dir(args.out_dir, data_name).as_dict()
-    return OutputPaths(**{f: given[f] or base[f] for f in OUTPUT_FLAGS})
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:

@@ -19,22 +19,17 @@ from sftpipe.cli.common import (
     load_from_args,
     print_json,
 )
-from sftpipe.cli.convert import add_output_args, output_paths_from_args
-from sftpipe.config import config_warnings
-from sftpipe.data.conversion.convert import convert_job
-from sftpipe.data.conversion.options import conversion_options
-from sftpipe.data.registration import register
-from sftpipe.lf import checks as lf_checks
-from sftpipe.lf import render as lf_render
-from sftpipe.lf.memory import memory_warnings
-from sftpipe.report.record import record_run, write_back
-from sftpipe.training.train import train
-from sftpipe.util.fs import atomic_write_json
+
+# The work of each command is imported inside it: one rule job runs one command, and importing the others'
+# layers (training, conversion, LF checks, reports) cost every small job most of its start-up.
 
 __all__ = ["add_config_args", "load_from_args", "register_cli"]  # shared flags, re-exported for command modules
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from sftpipe.config import config_warnings
+    from sftpipe.lf.memory import memory_warnings
+
     cfg = load_from_args(args)
     warnings = config_warnings(cfg.data) + memory_warnings(cfg)
     report = {"ok": True, "run_dir": str(cfg.run_dir), "data_name": cfg.data_name,
@@ -53,6 +48,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from sftpipe.lf import render as lf_render
+
     rendered = lf_render.render(load_from_args(args))
     if args.out:
         lf_render.dump(rendered, args.out)
@@ -62,11 +59,17 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
+    from sftpipe.data.registration import register
+
     print_json(register(load_from_args(args), args.dataset_info, args.marker))
     return EXIT_OK
 
 
 def cmd_convert_config(args: argparse.Namespace) -> int:
+    from sftpipe.cli.conversion_outputs import output_paths_from_args
+    from sftpipe.data.conversion.convert import convert_job
+    from sftpipe.data.conversion.options import conversion_options
+
     cfg = load_from_args(args)
     try:
         outputs = output_paths_from_args(args, cfg.data_name)
@@ -81,6 +84,10 @@ def cmd_convert_config(args: argparse.Namespace) -> int:
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
+    from sftpipe.lf import checks as lf_checks
+    from sftpipe.lf import render as lf_render
+    from sftpipe.util.fs import atomic_write_json
+
     report = lf_checks.tokenize_dataset(lf_render.render(load_from_args(args)), tokenized_path=args.out)
     atomic_write_json(args.out / "sft_tokenize_report.json", report)
     print_json(report)
@@ -88,10 +95,14 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from sftpipe.training.train import train
+
     return train(load_from_args(args), args.manifest, tokenized=args.tokenized or None)
 
 
 def cmd_writeback(args: argparse.Namespace) -> int:
+    from sftpipe.report.record import write_back
+
     written = write_back(load_from_args(args), args.root / args.config, args.manifest, args.metrics, args.plot,
                          args.marker)
     print(f"wrote runtime_info.output of {written['target']}")
@@ -99,6 +110,8 @@ def cmd_writeback(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    from sftpipe.report.record import record_run
+
     entry = record_run(load_from_args(args), args.manifest, args.writeback, args.marker)
     print(f"recorded {entry['id']} in {paths.INDEX_PATH}")
     return EXIT_OK
@@ -123,6 +136,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("convert-config", help="convert the Harbor job named by config.yaml (the convert rule)")
     add_config_args(p)
+    from sftpipe.cli.conversion_outputs import add_output_args
+
     add_output_args(p)  # --out-dir (default artifacts/data) or the five exact paths, as the rule passes
     p.set_defaults(func=cmd_convert_config, out_dir=paths.DATA_DIR)
 

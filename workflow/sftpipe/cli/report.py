@@ -17,14 +17,13 @@ from sftpipe.cli.common import (
     add_run_arg,
     print_json,
 )
-from sftpipe.report.compare import compare, format_table, plot_comparison
-from sftpipe.report.plotting import plot_training
-from sftpipe.report.publish import MANIFEST, publish, read_manifest, verify
-from sftpipe.runs.metrics import extract_metrics, write_metrics
+
+# Each command imports its work inside (see cli/pipeline.py): `metrics` and `plot` are rule jobs.
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    """Print a run's metrics summary; with --write/--out-* also write the metrics files."""
+    from sftpipe.runs.metrics import extract_metrics, write_metrics
+
     if args.write or args.out_json or args.out_jsonl:
         metrics = write_metrics(args.run_dir, args.out_json, args.out_jsonl)
     else:
@@ -45,7 +44,9 @@ def _format_summary(summary: dict[str, Any]) -> str:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    """Draw a run's training curves to a PNG (from --metrics or the run directory) and print its path."""
+    from sftpipe.report.plotting import plot_training
+    from sftpipe.runs.metrics import extract_metrics
+
     if args.metrics:
         try:
             metrics = json.loads(args.metrics.read_text(encoding="utf-8"))
@@ -60,7 +61,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Print a metrics + config-difference table of the runs and write their loss curves to a PNG."""
+    from sftpipe.report.compare import compare, format_table, plot_comparison
+
     result = compare(args.root, args.runs)
     out = args.out or args.root / paths.COMPARE_DIR / ("_vs_".join(r["label"] for r in result["runs"]) + ".png")
     result["plot"] = str(plot_comparison(result, out))
@@ -75,8 +77,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    """Publish a run's checkpoint as --name/--version, or with --verify check a published directory
-    against its manifest (exit 1 on a mismatch)."""
+    from sftpipe.report.publish import MANIFEST, publish, read_manifest, verify
+
     if args.verify:
         problems = verify(args.verify)
         if args.json:
@@ -97,7 +99,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add `sft metrics`, `sft plot`, `sft compare` and `sft publish`."""
     p = subparsers.add_parser("metrics", help="summarise a run directory's training metrics")
     p.add_argument("run_dir", type=Path, help="LLaMA-Factory output_dir of the run")
     p.add_argument("--write", action="store_true",

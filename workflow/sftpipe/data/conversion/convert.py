@@ -220,11 +220,25 @@ def context_donors(records: list[TrialRecord]) -> dict[str, Path]:
     return donors
 
 
+# With token lengths measured, every pool worker (spawn) imports LLaMA-Factory and torch once: seconds of CPU,
+# more than converting a typical trial. `workers: 0` (automatic) gives each worker at least this many trials, so
+# a small job (the demo's 3 trials) converts in-process instead of paying two extra LF start-ups on 2 cores.
+TRIALS_PER_TOKENIZER_WORKER = 8
+
+
+def auto_workers(n_trials: int, measures_tokens: bool) -> int:
+    """Worker count for `workers: 0`: one per core, fewer when start-ups would cost more than they save."""
+    cores = os.cpu_count() or 1
+    if not measures_tokens:
+        return cores
+    return max(1, min(cores, n_trials // TRIALS_PER_TOKENIZER_WORKER))
+
+
 def _outcomes(records: list[TrialRecord], opts: ConversionOptions,
               donors: dict[str, Path]) -> Iterator[_TrialOutcome]:
     """Outcomes in the order of `records`; a pool when there is more than one worker and trial."""
     tasks = [(r, opts, donors.get(r.trial_name)) for r in records]
-    workers = opts.workers or os.cpu_count() or 1
+    workers = opts.workers or auto_workers(len(records), bool(opts.tokenizer_path))
     workers = min(workers, len(records))
     if workers <= 1:
         for task in tasks:

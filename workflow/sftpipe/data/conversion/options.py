@@ -65,7 +65,8 @@ class ConversionOptions:
     enable_thinking: bool | None = True
     """LF data arg for reasoning templates, as in training (affects the measured length only)."""
     workers: int = 0
-    """Worker processes; 0 = all cores; 1 = in-process (no pool)."""
+    """Worker processes; 0 = automatic (one per core, fewer for small jobs when token lengths are measured: see
+    convert.auto_workers); 1 = in-process (no pool)."""
 
     def __post_init__(self) -> None:
         checks = {
