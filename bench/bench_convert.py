@@ -15,6 +15,7 @@ with CPU seconds (process time: this machine may be shared, so wall time is prin
 
 Usage: python bench/bench_convert.py [--trials 2] [--turns 200] [--payload 400] [--workers 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,11 +72,15 @@ def naive_all_pairs(log: Path) -> int:
     with log.open("rb") as fh:
         for line in fh:
             body = json.loads(line)["request_body"]
-            history = ([{"role": "system", "content": body["system"]}] if body.get("system") else []) + body["messages"]
-            requests.append([json.dumps(clean_for_linking(m), sort_keys=True, ensure_ascii=False) for m in history])
+            history = ([{"role": "system", "content": body["system"]}] if body.get("system") else []) + body[
+                "messages"
+            ]
+            requests.append(
+                [json.dumps(clean_for_linking(m), sort_keys=True, ensure_ascii=False) for m in history]
+            )
     superseded = 0
     for i, a in enumerate(requests):  # every pair, as a converter that must also find branches does
-        for b in requests[i + 1:]:
+        for b in requests[i + 1 :]:
             if len(a) <= len(b) and b[: len(a)] == a:
                 superseded += 1
     return superseded
@@ -114,10 +119,16 @@ def _convert_in_child(job: str, out: str, workers: int, warm_job: str) -> dict[s
     report = convert_job(Path(job), Path(out) / "run", "bench", ConversionOptions(workers=workers))
     wall, cpu = time.perf_counter() - wall0, _cpu() - cpu0
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"wall": wall, "cpu": cpu, "rows": report.rows_written,
-            "trials_read": sum(1 for t in report.trials if t.status == "kept"),
-            "self_base_kb": base_kb, "self_peak_kb": _peak_rss_kb(),
-            "child_peak_kb": children.ru_maxrss, "child_cpu": children.ru_utime + children.ru_stime}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "rows": report.rows_written,
+        "trials_read": sum(1 for t in report.trials if t.status == "kept"),
+        "self_base_kb": base_kb,
+        "self_peak_kb": _peak_rss_kb(),
+        "child_peak_kb": children.ru_maxrss,
+        "child_cpu": children.ru_utime + children.ru_stime,
+    }
 
 
 def _child_main(conn: Any, *args: Any) -> None:
@@ -135,7 +146,9 @@ def convert_in_fresh_process(job: Path, out: Path, workers: int, warm_job: Path)
     try:
         result = receiver.recv()
     except EOFError:
-        raise RuntimeError(f"conversion process failed (exit code {process.join() or process.exitcode})") from None
+        raise RuntimeError(
+            f"conversion process failed (exit code {process.join() or process.exitcode})"
+        ) from None
     process.join()
     return result
 
@@ -154,29 +167,40 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=2)
     ap.add_argument("--turns", type=int, default=200, help="main-agent turns per trial")
     ap.add_argument("--payload", type=int, default=400, help="characters added to each tool result")
-    ap.add_argument("--subagent-every", type=int, default=25, help="a sub-agent chain every N main turns (0: none)")
-    ap.add_argument("--vary-billing", action="store_true",
-                    help="a new cch= value in the billing line of every request (system message never byte-equal)")
+    ap.add_argument(
+        "--subagent-every", type=int, default=25, help="a sub-agent chain every N main turns (0: none)"
+    )
+    ap.add_argument(
+        "--vary-billing",
+        action="store_true",
+        help="a new cch= value in the billing line of every request (system message never byte-equal)",
+    )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--naive-trials", type=int, default=1, help="trials the (slow) naive comparison runs on")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        logs = build_job(tmp / "job", args.trials, args.turns, args.payload, args.subagent_every, args.vary_billing)
+        logs = build_job(
+            tmp / "job", args.trials, args.turns, args.payload, args.subagent_every, args.vary_billing
+        )
         build_job(tmp / "warm", 1, 3, 10, 0)
         sizes = [p.stat().st_size for p in logs]
         mb, largest = sum(sizes) / 1e6, max(sizes)
-        print(f"job: {args.trials} Claude Code trials x {args.turns} turns (captured shapes"
-              f"{', cch= varies per request' if args.vary_billing else ''}), "
-              f"{mb:.1f} MB of proxy log, largest trial {largest / 1e6:.1f} MB")
+        print(
+            f"job: {args.trials} Claude Code trials x {args.turns} turns (captured shapes"
+            f"{', cch= varies per request' if args.vary_billing else ''}), "
+            f"{mb:.1f} MB of proxy log, largest trial {largest / 1e6:.1f} MB"
+        )
 
         floors = json_loads_seconds(logs)
         t_read = reader_seconds(logs)
         print(f"reader (read_trial, 1 core): {t_read:.3f} s CPU -> {mb / t_read:.0f} MB/s per core")
         for name, seconds in floors.items():
-            print(f"  {name} of the same bytes: {seconds:.3f} s CPU ({mb / seconds:.0f} MB/s) "
-                  f"-> reader / {name} = {t_read / seconds:.2f}x")
+            print(
+                f"  {name} of the same bytes: {seconds:.3f} s CPU ({mb / seconds:.0f} MB/s) "
+                f"-> reader / {name} = {t_read / seconds:.2f}x"
+            )
 
         naive_logs = logs[: max(1, args.naive_trials)]
         naive_mb = sum(p.stat().st_size for p in naive_logs) / 1e6
@@ -185,33 +209,44 @@ def main() -> int:
             naive_all_pairs(log)
         t_naive = _cpu() - started
         t_read_naive = reader_seconds(naive_logs)
-        print(f"  naive all-pairs prefix comparison on {len(naive_logs)} trial(s) ({naive_mb:.1f} MB): "
-              f"{t_naive:.2f} s CPU -> naive / reader = {t_naive / t_read_naive:.1f}x")
+        print(
+            f"  naive all-pairs prefix comparison on {len(naive_logs)} trial(s) ({naive_mb:.1f} MB): "
+            f"{t_naive:.2f} s CPU -> naive / reader = {t_naive / t_read_naive:.1f}x"
+        )
 
         one = convert_in_fresh_process(tmp / "job", tmp / "out1", 1, tmp / "warm")
         assert one["trials_read"] == args.trials, one
-        print(f"convert_job, 1 worker: {one['cpu']:.2f} s CPU ({one['wall']:.2f} s wall, "
-              f"{one['cpu'] / one['wall']:.2f} cores busy) -> {mb / one['cpu']:.0f} MB/s per core "
-              f"({mb / one['wall']:.0f} MB/s wall), {one['rows']} rows")
+        print(
+            f"convert_job, 1 worker: {one['cpu']:.2f} s CPU ({one['wall']:.2f} s wall, "
+            f"{one['cpu'] / one['wall']:.2f} cores busy) -> {mb / one['cpu']:.0f} MB/s per core "
+            f"({mb / one['wall']:.0f} MB/s wall), {one['rows']} rows"
+        )
         pooled = convert_in_fresh_process(tmp / "job", tmp / "outN", args.workers, tmp / "warm")
         workers = min(args.workers, args.trials)
         busy = (pooled["child_cpu"] + pooled["cpu"]) / pooled["wall"]
-        print(f"convert_job, {workers} workers: {pooled['wall']:.2f} s wall, {pooled['child_cpu']:.2f} s CPU in "
-              f"workers (start-up included) + {pooled['cpu']:.2f} s in the parent, {busy:.2f} cores busy -> "
-              f"{mb / pooled['wall']:.0f} MB/s; wall speed-up vs 1 worker {one['wall'] / pooled['wall']:.2f}x "
-              f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})")
-        first = convert_in_fresh_process(first_trial_job(tmp / "job", logs[0], tmp / "job1"), tmp / "out_first", 1,
-                                         tmp / "warm")
+        print(
+            f"convert_job, {workers} workers: {pooled['wall']:.2f} s wall, {pooled['child_cpu']:.2f} s CPU in "
+            f"workers (start-up included) + {pooled['cpu']:.2f} s in the parent, {busy:.2f} cores busy -> "
+            f"{mb / pooled['wall']:.0f} MB/s; wall speed-up vs 1 worker {one['wall'] / pooled['wall']:.2f}x "
+            f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})"
+        )
+        first = convert_in_fresh_process(
+            first_trial_job(tmp / "job", logs[0], tmp / "job1"), tmp / "out_first", 1, tmp / "warm"
+        )
 
         def growth(r: dict[str, Any]) -> float:
             return (r["self_peak_kb"] - r["self_base_kb"]) * 1024
 
-        print(f"peak RSS (1-worker process, after imports {one['self_base_kb'] / 1024:.0f} MiB): whole job "
-              f"+{growth(one) / 2**20:.0f} MiB, first trial only +{growth(first) / 2**20:.0f} MiB; "
-              f"largest trial log {largest / 2**20:.0f} MiB -> {growth(one) / largest:.2f}x of it")
+        print(
+            f"peak RSS (1-worker process, after imports {one['self_base_kb'] / 1024:.0f} MiB): whole job "
+            f"+{growth(one) / 2**20:.0f} MiB, first trial only +{growth(first) / 2**20:.0f} MiB; "
+            f"largest trial log {largest / 2**20:.0f} MiB -> {growth(one) / largest:.2f}x of it"
+        )
         if workers > 1:
-            print(f"peak RSS of a pool worker: {pooled['child_peak_kb'] / 1024:.0f} MiB "
-                  f"(= its imports + one trial at a time)")
+            print(
+                f"peak RSS of a pool worker: {pooled['child_peak_kb'] / 1024:.0f} MiB "
+                f"(= its imports + one trial at a time)"
+            )
     return 0
 
 

@@ -17,6 +17,7 @@ Usage: python bench/bench_pipeline.py [--repeats N] [--json OUT] [--default-trac
        python bench/bench_pipeline.py --skip-dryrun --preset qwen3-0.6b --accelerator cuda --gpus 8 --bf16
            (on a GPU node: a random-init Qwen3-0.6B-sized model, bf16, ZeRO-3)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -91,8 +92,10 @@ class RuleClock:
 
     def intervals(self) -> dict[str, tuple[float, float]]:
         """{rule log name: (start, end)} in epoch seconds."""
-        return {name: (start, max(start, (self.dir / name).stat().st_mtime))
-                for name, start in self.first_seen.items()}
+        return {
+            name: (start, max(start, (self.dir / name).stat().st_mtime))
+            for name, start in self.first_seen.items()
+        }
 
 
 def union_length(intervals: list[tuple[float, float]]) -> float:
@@ -145,9 +148,13 @@ def run_pipeline(base: Path, tag: str, model: Path, wandb_mode: str, tree: Path 
     per_rule = {name: e - s for name, (s, e) in rules.items()}
     snakemake_own = wall - union_length(list(rules.values()))
     first_job = min((s for s, _ in rules.values()), default=start)
-    return {"wall_s": wall, "per_rule_s": per_rule, "snakemake_own_s": snakemake_own,
-            "snakemake_startup_s": first_job - start,
-            "tokens_per_s": tokens_per_second(root / "artifacts/model/demo-run")}
+    return {
+        "wall_s": wall,
+        "per_rule_s": per_rule,
+        "snakemake_own_s": snakemake_own,
+        "snakemake_startup_s": first_job - start,
+        "tokens_per_s": tokens_per_second(root / "artifacts/model/demo-run"),
+    }
 
 
 def run_bare(base: Path, tag: str, model: Path, wandb_mode: str) -> dict[str, Any]:
@@ -161,9 +168,14 @@ def run_bare(base: Path, tag: str, model: Path, wandb_mode: str) -> dict[str, An
     lf = lf_config.render(cfg)  # report_to follows wandb_mode, exactly as in the pipeline's run
     lf["output_dir"] = "artifacts/model/bare"
     lf_config.dump(lf, root / "bare.yaml")
-    env = child_env(FORCE_TORCHRUN="1", NPROC_PER_NODE=str(cfg.infrastructure["n_gpus_per_node"]),
-               MASTER_PORT="29611", WANDB_MODE=wandb_mode, WANDB_DIR=str(root / "artifacts/model/bare"),
-               TOKENIZERS_PARALLELISM="false")
+    env = child_env(
+        FORCE_TORCHRUN="1",
+        NPROC_PER_NODE=str(cfg.infrastructure["n_gpus_per_node"]),
+        MASTER_PORT="29611",
+        WANDB_MODE=wandb_mode,
+        WANDB_DIR=str(root / "artifacts/model/bare"),
+        TOKENIZERS_PARALLELISM="false",
+    )
     if cfg.infrastructure["accelerator"] == "cpu":
         env.update(CUDA_VISIBLE_DEVICES="", DS_ACCELERATOR="cpu")
     wall = run_cmd([str(BIN / "llamafactory-cli"), "train", "bare.yaml"], root, env)
@@ -180,15 +192,21 @@ def spread(values: list[float | None]) -> str:
     return f"{min(clean):.1f}-{max(clean):.1f}" if clean else "-"
 
 
-def bench_overhead(base: Path, model: Path, repeats: int, wandb_mode: str, baseline: Path | None) -> dict[str, Any]:
+def bench_overhead(
+    base: Path, model: Path, repeats: int, wandb_mode: str, baseline: Path | None
+) -> dict[str, Any]:
     pipes, bares, olds = [], [], []
     for i in range(repeats):
         tag = f"{wandb_mode}-{i}"
-        order = [(pipes, run_pipeline, (base, tag, model, wandb_mode)),
-                 (bares, run_bare, (base, tag, model, wandb_mode))]
+        order = [
+            (pipes, run_pipeline, (base, tag, model, wandb_mode)),
+            (bares, run_bare, (base, tag, model, wandb_mode)),
+        ]
         if baseline:
             order.append((olds, run_pipeline, (base, f"{tag}-baseline", model, wandb_mode, baseline)))
-        for out, fn, fn_args in order[i % len(order):] + order[:i % len(order)]:  # rotate: load drift hits all
+        for out, fn, fn_args in (
+            order[i % len(order) :] + order[: i % len(order)]
+        ):  # rotate: load drift hits all
             out.append(fn(*fn_args))
     pipe_wall, bare_wall = [p["wall_s"] for p in pipes], [b["wall_s"] for b in bares]
     pipe_tps, bare_tps = [p["tokens_per_s"] for p in pipes], [b["tokens_per_s"] for b in bares]
@@ -199,27 +217,38 @@ def bench_overhead(base: Path, model: Path, repeats: int, wandb_mode: str, basel
     if olds:
         old_wall, old_tps = [p["wall_s"] for p in olds], [p["tokens_per_s"] for p in olds]
         baseline_summary = {
-            "tree": str(baseline), "pipeline_wall_s": med(old_wall), "pipeline_wall_range_s": spread(old_wall),
+            "tree": str(baseline),
+            "pipeline_wall_s": med(old_wall),
+            "pipeline_wall_range_s": spread(old_wall),
             "wall_ratio": med([p / b for p, b in zip(old_wall, bare_wall)]),
             "fixed_cost_s": med([p - b for p, b in zip(old_wall, bare_wall)]),
-            "per_rule_s": {r: med([p["per_rule_s"].get(r) for p in olds])
-                           for r in sorted({r for p in olds for r in p["per_rule_s"]})},
+            "per_rule_s": {
+                r: med([p["per_rule_s"].get(r) for p in olds])
+                for r in sorted({r for p in olds for r in p["per_rule_s"]})
+            },
             "snakemake_own_s": med([p["snakemake_own_s"] for p in olds]),
             "pipeline_tokens_per_s": med(old_tps),
             "tokens_per_s_ratio": med([p / b for p, b in zip(old_tps, bare_tps) if p and b]),
-            "runs": olds}
+            "runs": olds,
+        }
     return {
-        "wandb_mode": wandb_mode, "repeats": repeats, "bytecode": bool(PYCACHE),
+        "wandb_mode": wandb_mode,
+        "repeats": repeats,
+        "bytecode": bool(PYCACHE),
         **({"baseline": baseline_summary} if olds else {}),
-        "pipeline_wall_s": med(pipe_wall), "bare_wall_s": med(bare_wall),
-        "pipeline_wall_range_s": spread(pipe_wall), "bare_wall_range_s": spread(bare_wall),
+        "pipeline_wall_s": med(pipe_wall),
+        "bare_wall_s": med(bare_wall),
+        "pipeline_wall_range_s": spread(pipe_wall),
+        "bare_wall_range_s": spread(bare_wall),
         "wall_ratio": med([p / b for p, b in zip(pipe_wall, bare_wall)]),
         "fixed_cost_s": med([p - b for p, b in zip(pipe_wall, bare_wall)]),
         "per_rule_s": per_rule,
         "snakemake_own_s": med([p["snakemake_own_s"] for p in pipes]),
         "snakemake_startup_s": med([p["snakemake_startup_s"] for p in pipes]),
-        "pipeline_tokens_per_s": med(pipe_tps), "bare_tokens_per_s": med(bare_tps),
-        "tokens_per_s_ratio": med(tps_ratios), "tokens_per_s_ratios": tps_ratios,
+        "pipeline_tokens_per_s": med(pipe_tps),
+        "bare_tokens_per_s": med(bare_tps),
+        "tokens_per_s_ratio": med(tps_ratios),
+        "tokens_per_s_ratios": tps_ratios,
         "runs": {"pipeline": pipes, "bare": bares},
     }
 
@@ -227,9 +256,13 @@ def bench_overhead(base: Path, model: Path, repeats: int, wandb_mode: str, basel
 def bench_startup(repeats: int, baseline: Path | None) -> dict[str, float]:
     """Wall time of the CLI start-up every small rule pays (argument parsing only, no work)."""
     n, out = max(repeats, 5), {}
-    for name, tree in [("sft_record_help_s", REPO), *([("baseline_sft_record_help_s", baseline)] if baseline else [])]:
+    for name, tree in [
+        ("sft_record_help_s", REPO),
+        *([("baseline_sft_record_help_s", baseline)] if baseline else []),
+    ]:
         out[name] = statistics.median(
-            run_cmd([str(BIN / "sft"), "record", "--help"], REPO, child_env(tree)) for _ in range(n))
+            run_cmd([str(BIN / "sft"), "record", "--help"], REPO, child_env(tree)) for _ in range(n)
+        )
     out["python_bare_s"] = statistics.median(run_cmd([sys.executable, "-c", "pass"], REPO) for _ in range(n))
     return out
 
@@ -240,13 +273,17 @@ def bench_dryrun(base: Path, model: Path, repeats: int) -> dict[str, float]:
     for i in range(N_VARIANTS):
         (variants / f"bench{i:02d}.yaml").write_text(
             "runtime_info:\n  input:\n    training:\n"
-            f"      learning_rate: {1e-4 * (i + 1):.6g}\n      output_dir: bench-run-{i:02d}\n")
+            f"      learning_rate: {1e-4 * (i + 1):.6g}\n      output_dir: bench-run-{i:02d}\n"
+        )
     names = ",".join(f"bench{i:02d}" for i in range(N_VARIANTS))
     cmd = [str(BIN / "snakemake"), "--profile", "profiles/default", "-n", "--quiet", "all"]
     one = [run_cmd(cmd, root) for _ in range(repeats)]
     many = [run_cmd([*cmd, "--config", f"variants={names}"], root) for _ in range(repeats)]
-    return {"dryrun_one_s": statistics.median(one), f"dryrun_{N_VARIANTS}_variants_s": statistics.median(many),
-            "ratio": statistics.median(many) / statistics.median(one)}
+    return {
+        "dryrun_one_s": statistics.median(one),
+        f"dryrun_{N_VARIANTS}_variants_s": statistics.median(many),
+        "ratio": statistics.median(many) / statistics.median(one),
+    }
 
 
 def fmt(v: float | None, spec: str = ".1f") -> str:
@@ -254,24 +291,36 @@ def fmt(v: float | None, spec: str = ".1f") -> str:
 
 
 def print_overhead(o: dict[str, Any]) -> None:
-    print(f"\n== pipeline vs bare llamafactory-cli, tracking: wandb_mode={o['wandb_mode']} on both sides, "
-          f"median of {o['repeats']} ==")
-    print(f"wall      pipeline {fmt(o['pipeline_wall_s'])} s (range {o['pipeline_wall_range_s']})   "
-          f"bare {fmt(o['bare_wall_s'])} s (range {o['bare_wall_range_s']})   ratio {fmt(o['wall_ratio'], '.2f')}")
+    print(
+        f"\n== pipeline vs bare llamafactory-cli, tracking: wandb_mode={o['wandb_mode']} on both sides, "
+        f"median of {o['repeats']} =="
+    )
+    print(
+        f"wall      pipeline {fmt(o['pipeline_wall_s'])} s (range {o['pipeline_wall_range_s']})   "
+        f"bare {fmt(o['bare_wall_s'])} s (range {o['bare_wall_range_s']})   ratio {fmt(o['wall_ratio'], '.2f')}"
+    )
     print(f"fixed cost (pipeline - bare): {fmt(o['fixed_cost_s'])} s")
     print(f"  {'snakemake start-up (before the first job)':44s} {fmt(o['snakemake_startup_s'], '6.1f')} s")
     print(f"  {'snakemake own (start-up + scheduling gaps)':44s} {fmt(o['snakemake_own_s'], '6.1f')} s")
     for rule, secs in o["per_rule_s"].items():
         print(f"  rule {rule:39s} {fmt(secs, '6.1f')} s")
     ratios = ", ".join(f"{r:.3f}" for r in o["tokens_per_s_ratios"])
-    print(f"training tokens/s pipeline {fmt(o['pipeline_tokens_per_s'])} vs bare {fmt(o['bare_tokens_per_s'])}: "
-          f"ratio {fmt(o['tokens_per_s_ratio'], '.3f')} (per repeat: {ratios})", flush=True)
+    print(
+        f"training tokens/s pipeline {fmt(o['pipeline_tokens_per_s'])} vs bare {fmt(o['bare_tokens_per_s'])}: "
+        f"ratio {fmt(o['tokens_per_s_ratio'], '.3f')} (per repeat: {ratios})",
+        flush=True,
+    )
     if b := o.get("baseline"):
-        print(f"baseline {b['tree']}: wall {fmt(b['pipeline_wall_s'])} s (range {b['pipeline_wall_range_s']}), "
-              f"ratio to bare {fmt(b['wall_ratio'], '.2f')}, fixed cost {fmt(b['fixed_cost_s'])} s, "
-              f"snakemake own {fmt(b['snakemake_own_s'])} s, tokens/s ratio {fmt(b['tokens_per_s_ratio'], '.3f')}")
-        print("  per rule (baseline -> this tree): " + ", ".join(
-            f"{r} {fmt(v)}->{fmt(o['per_rule_s'].get(r))}" for r, v in b["per_rule_s"].items()), flush=True)
+        print(
+            f"baseline {b['tree']}: wall {fmt(b['pipeline_wall_s'])} s (range {b['pipeline_wall_range_s']}), "
+            f"ratio to bare {fmt(b['wall_ratio'], '.2f')}, fixed cost {fmt(b['fixed_cost_s'])} s, "
+            f"snakemake own {fmt(b['snakemake_own_s'])} s, tokens/s ratio {fmt(b['tokens_per_s_ratio'], '.3f')}"
+        )
+        print(
+            "  per rule (baseline -> this tree): "
+            + ", ".join(f"{r} {fmt(v)}->{fmt(o['per_rule_s'].get(r))}" for r, v in b["per_rule_s"].items()),
+            flush=True,
+        )
 
 
 def main() -> int:
@@ -280,13 +329,22 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--skip-dryrun", action="store_true")
-    parser.add_argument("--default-tracker", action="store_true",
-                        help="also compare with the pipeline's default tracker (W&B offline) on both sides")
-    parser.add_argument("--baseline-tree", type=Path,
-                        help="another checkout (e.g. `git archive` of main): its pipeline runs side by side too")
-    parser.add_argument("--pycache", type=Path,
-                        help="bytecode cache for every child process (PYTHONPYCACHEPREFIX), as after "
-                             "`uv sync --compile-bytecode`; default: as the environment is")
+    parser.add_argument(
+        "--default-tracker",
+        action="store_true",
+        help="also compare with the pipeline's default tracker (W&B offline) on both sides",
+    )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="another checkout (e.g. `git archive` of main): its pipeline runs side by side too",
+    )
+    parser.add_argument(
+        "--pycache",
+        type=Path,
+        help="bytecode cache for every child process (PYTHONPYCACHEPREFIX), as after "
+        "`uv sync --compile-bytecode`; default: as the environment is",
+    )
     parser.add_argument("--preset", default="tiny", help="tiny | qwen3-0.6b (random-init Qwen3 architecture)")
     parser.add_argument("--accelerator", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--gpus", type=int, default=2, help="ranks per node")
@@ -295,25 +353,36 @@ def main() -> int:
     args = parser.parse_args()
     from sftpipe.data.tiny_model import build_tiny_model
 
-    HARDWARE.update(infrastructure={"accelerator": args.accelerator, "n_gpus_per_node": args.gpus},
-                    training={"bf16": args.bf16, "max_steps": args.max_steps,
-                              **({"flash_attn": "sdpa"} if args.accelerator == "cuda" else {})})
+    HARDWARE.update(
+        infrastructure={"accelerator": args.accelerator, "n_gpus_per_node": args.gpus},
+        training={
+            "bf16": args.bf16,
+            "max_steps": args.max_steps,
+            **({"flash_attn": "sdpa"} if args.accelerator == "cuda" else {}),
+        },
+    )
     if args.pycache:
         PYCACHE.append(args.pycache.resolve())
     baseline = args.baseline_tree.resolve() if args.baseline_tree else None
     results: dict[str, Any] = {"startup": bench_startup(args.repeats, baseline)}
     s = results["startup"]
-    print(f"sft record --help {s['sft_record_help_s']:.2f} s"
-          + (f" (baseline {s['baseline_sft_record_help_s']:.2f} s)" if baseline else "")
-          + f"; python -c pass {s['python_bare_s']:.2f} s", flush=True)
+    print(
+        f"sft record --help {s['sft_record_help_s']:.2f} s"
+        + (f" (baseline {s['baseline_sft_record_help_s']:.2f} s)" if baseline else "")
+        + f"; python -c pass {s['python_bare_s']:.2f} s",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="sft-bench-") as tmp:
         base = Path(tmp)
         model = build_tiny_model(base / "model", preset=args.preset)
         if not args.skip_dryrun:
             results["dryrun"] = bench_dryrun(base, model, args.repeats)
             d = results["dryrun"]
-            print(f"snakemake -n: 1 run {d['dryrun_one_s']:.2f} s, {N_VARIANTS} variants "
-                  f"{d[f'dryrun_{N_VARIANTS}_variants_s']:.2f} s (ratio {d['ratio']:.2f})", flush=True)
+            print(
+                f"snakemake -n: 1 run {d['dryrun_one_s']:.2f} s, {N_VARIANTS} variants "
+                f"{d[f'dryrun_{N_VARIANTS}_variants_s']:.2f} s (ratio {d['ratio']:.2f})",
+                flush=True,
+            )
         if not args.skip_training:
             for mode in ["disabled", *(["offline"] if args.default_tracker else [])]:
                 results[f"overhead_{mode}"] = bench_overhead(base, model, args.repeats, mode, baseline)

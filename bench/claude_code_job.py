@@ -13,6 +13,7 @@ keeps it constant within a chain; older 2.1.x clients change it on every request
 system message is never byte-equal to the previous request's: the reader's worst realistic case.
 Lines are written with `json.dumps` defaults, like the LiteLLM logger.
 """
+
 from __future__ import annotations
 
 import copy
@@ -54,7 +55,9 @@ class _Shapes:
         self.sub = [r for r in ok if _is_subagent(r)][-1]
 
     @staticmethod
-    def parts(rec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]]]:
+    def parts(
+        rec: dict[str, Any],
+    ) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]]]:
         """(system + first user message, [(assistant, tool-result user) pairs]) of a final request."""
         messages = rec["request_body"]["messages"]
         head = [messages[0], _without_cache_marks(messages[1])]
@@ -67,7 +70,9 @@ def _payload(turn: int, chars: int) -> str:
     return (line * (chars // len(line) + 1))[:chars]
 
 
-def _turn(pair: tuple[dict[str, Any], dict[str, Any]], tag: str, payload: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _turn(
+    pair: tuple[dict[str, Any], dict[str, Any]], tag: str, payload: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """A copy of a captured (assistant, results) pair with fresh tool ids and a payload in each result."""
     assistant, results = copy.deepcopy(pair)
     ids: dict[str, str] = {}
@@ -89,28 +94,42 @@ def _openai_reply(assistant: dict[str, Any] | None, final_text: str) -> dict[str
     if assistant is None:
         return {"role": "assistant", "content": final_text}
     blocks = assistant["content"]
-    reply: dict[str, Any] = {"role": "assistant",
-                             "content": "\n\n".join(b["text"] for b in blocks if b.get("type") == "text")}
+    reply: dict[str, Any] = {
+        "role": "assistant",
+        "content": "\n\n".join(b["text"] for b in blocks if b.get("type") == "text"),
+    }
     thinking = [b for b in blocks if b.get("type") == "thinking"]
     if thinking:
         reply["reasoning_content"] = "\n\n".join(b["thinking"] for b in thinking)
         reply["thinking_blocks"] = thinking
-    reply["tool_calls"] = [{"id": b["id"], "type": "function",
-                            "function": {"name": b["name"], "arguments": json.dumps(b["input"])}}
-                           for b in blocks if b.get("type") == "tool_use"]
+    reply["tool_calls"] = [
+        {
+            "id": b["id"],
+            "type": "function",
+            "function": {"name": b["name"], "arguments": json.dumps(b["input"])},
+        }
+        for b in blocks
+        if b.get("type") == "tool_use"
+    ]
     return reply
 
 
-def _record(template: dict[str, Any], messages: list[dict[str, Any]], reply: dict[str, Any] | None,
-            t_ms: int, n_prompt: int) -> dict[str, Any]:
+def _record(
+    template: dict[str, Any],
+    messages: list[dict[str, Any]],
+    reply: dict[str, Any] | None,
+    t_ms: int,
+    n_prompt: int,
+) -> dict[str, Any]:
     rec = {k: v for k, v in template.items() if k not in ("failure",)}
     rec["success"], rec["request_time"] = True, t_ms
     # Only the last message carries cache_control, on its last block (as Claude Code sends it).
     last = copy.deepcopy(messages[-1])
     if isinstance(last.get("content"), list) and last["content"]:
         last["content"][-1]["cache_control"] = _CACHE
-    rec["request_body"] = {k: (messages[:-1] + [last] if k == "messages" else v)
-                           for k, v in template["request_body"].items()}
+    rec["request_body"] = {
+        k: (messages[:-1] + [last] if k == "messages" else v) for k, v in template["request_body"].items()
+    }
     if reply is None:
         return rec
     usage = {"prompt_tokens": n_prompt, "completion_tokens": 60, "total_tokens": n_prompt + 60}
@@ -130,8 +149,14 @@ def _with_billing_value(system: dict[str, Any], value: str) -> dict[str, Any]:
     return out
 
 
-def trial_lines(shapes: _Shapes, trial_tag: str, turns: int, payload_chars: int, subagent_every: int,
-                vary_billing: bool = False) -> list[str]:
+def trial_lines(
+    shapes: _Shapes,
+    trial_tag: str,
+    turns: int,
+    payload_chars: int,
+    subagent_every: int,
+    vary_billing: bool = False,
+) -> list[str]:
     head, pairs = shapes.parts(shapes.main)
     sub_head, sub_pairs = shapes.parts(shapes.sub)
     history = list(head)
@@ -139,14 +164,28 @@ def trial_lines(shapes: _Shapes, trial_tag: str, turns: int, payload_chars: int,
     t_ms = 1_795_000_000_000
     pending_sub: list[dict[str, Any]] = []  # a running sub-agent's records, interleaved with main calls
     for i in range(turns + 1):
-        turn = _turn(pairs[i % len(pairs)], f"{trial_tag}_{i:04d}", _payload(i, payload_chars)) if i < turns else None
+        turn = (
+            _turn(pairs[i % len(pairs)], f"{trial_tag}_{i:04d}", _payload(i, payload_chars))
+            if i < turns
+            else None
+        )
         if vary_billing:
             history[0] = _with_billing_value(head[0], f"{i:05x}")
-        rec = _record(shapes.main, history, _openai_reply(turn[0] if turn else None, "All tests pass now."),
-                      t_ms, 15_000 + 300 * i)
+        rec = _record(
+            shapes.main,
+            history,
+            _openai_reply(turn[0] if turn else None, "All tests pass now."),
+            t_ms,
+            15_000 + 300 * i,
+        )
         if i and i % 50 == 0:  # an upstream failure, retried with the same input
-            failed = dict(_record(shapes.main, history, None, t_ms, 0), success=False, response_body=None,
-                              usage={}, failure=shapes.failed["failure"])
+            failed = dict(
+                _record(shapes.main, history, None, t_ms, 0),
+                success=False,
+                response_body=None,
+                usage={},
+                failure=shapes.failed["failure"],
+            )
             lines.append(json.dumps(failed))
             t_ms += 500
         lines.append(json.dumps(dict(rec, request_time=t_ms)))
@@ -155,27 +194,47 @@ def trial_lines(shapes: _Shapes, trial_tag: str, turns: int, payload_chars: int,
             lines.append(json.dumps(dict(pending_sub.pop(0), request_time=t_ms)))
             t_ms += 300
         if subagent_every and i % subagent_every == subagent_every - 1:
-            pending_sub = _subagent_records(shapes, sub_head, sub_pairs, f"{trial_tag}_s{i:04d}", payload_chars)
+            pending_sub = _subagent_records(
+                shapes, sub_head, sub_pairs, f"{trial_tag}_s{i:04d}", payload_chars
+            )
         if turn is not None:
             history.extend(turn)
     lines.extend(json.dumps(dict(r, request_time=t_ms + n)) for n, r in enumerate(pending_sub))
     return lines
 
 
-def _subagent_records(shapes: _Shapes, head: list[dict[str, Any]], pairs: list[tuple[dict[str, Any], dict[str, Any]]],
-                      tag: str, payload_chars: int) -> list[dict[str, Any]]:
+def _subagent_records(
+    shapes: _Shapes,
+    head: list[dict[str, Any]],
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]],
+    tag: str,
+    payload_chars: int,
+) -> list[dict[str, Any]]:
     history, out = list(head), []
     for j in range(len(pairs) + 1):
         turn = _turn(pairs[j], f"{tag}_{j}", _payload(j, payload_chars)) if j < len(pairs) else None
-        out.append(_record(shapes.sub, history, _openai_reply(turn[0] if turn else None, "mul is correct."),
-                           0, 5_000 + 200 * j))
+        out.append(
+            _record(
+                shapes.sub,
+                history,
+                _openai_reply(turn[0] if turn else None, "mul is correct."),
+                0,
+                5_000 + 200 * j,
+            )
+        )
         if turn is not None:
             history.extend(turn)
     return out
 
 
-def build_job(job_dir: Path, trials: int, turns: int, payload_chars: int, subagent_every: int,
-              vary_billing: bool = False) -> list[Path]:
+def build_job(
+    job_dir: Path,
+    trials: int,
+    turns: int,
+    payload_chars: int,
+    subagent_every: int,
+    vary_billing: bool = False,
+) -> list[Path]:
     """Writes the job; returns the trials' proxy log paths."""
     shapes = _Shapes()
     rewards: dict[str, float] = {}

@@ -25,6 +25,7 @@ Usage (GPU machine, one call, ~10 minutes):
 CPU dry check of the whole flow:
   python bench/gpu_figures.py --accelerator cpu --presets tiny --cutoffs 256 --steps 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,14 +81,22 @@ def base_env(accelerator: str) -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str], log: Path, timeout: float,
-        running: list[subprocess.Popen] | None = None) -> tuple[int, float]:
+def run(
+    cmd: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    log: Path,
+    timeout: float,
+    running: list[subprocess.Popen] | None = None,
+) -> tuple[int, float]:
     """Run `cmd` (output to `log`); kill it and its descendants on timeout (rc 124). While it runs it is
     in `running`, so that main can kill it on the way out."""
     start = time.perf_counter()
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
         if running is not None:
             running.append(proc)
         try:
@@ -166,8 +175,13 @@ def run_rates(run_dir: Path, gpus: int) -> dict[str, Any]:
     steady = None
     if len(points) >= 2 and points[-1][0] > points[0][0]:
         steady = (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0]) / gpus
-    return {"tokens": tokens, "train_runtime_s": runtime, "tokens_per_s_per_gpu": rate(tokens, runtime, gpus),
-            "steady_tokens_per_s_per_gpu": steady, "logged_steps": len(points)}
+    return {
+        "tokens": tokens,
+        "train_runtime_s": runtime,
+        "tokens_per_s_per_gpu": rate(tokens, runtime, gpus),
+        "steady_tokens_per_s_per_gpu": steady,
+        "logged_steps": len(points),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,16 +197,33 @@ def write_dataset(path: Path, cutoff: int, steps: int, gpus: int, seed: int = 0)
     rows = []
     for i in range(n_rows):
         text = " ".join(rng.choice(_WORDS) for _ in range(words_per_row))
-        rows.append({"conversations": [{"from": "human", "value": f"Task {i}: continue the notes."},
-                                       {"from": "gpt", "value": text}],
-                     "system": "You are a helpful assistant.", "tools": ""})
+        rows.append(
+            {
+                "conversations": [
+                    {"from": "human", "value": f"Task {i}: continue the notes."},
+                    {"from": "gpt", "value": text},
+                ],
+                "system": "You are a helpful assistant.",
+                "tools": "",
+            }
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows))
     return n_rows
 
 
-def configure(root: Path, *, preset: str, cutoff: int, steps: int, gpus: int, accelerator: str,
-              deepspeed: str, gpu_memory_gb: float, data_rel: str) -> None:
+def configure(
+    root: Path,
+    *,
+    preset: str,
+    cutoff: int,
+    steps: int,
+    gpus: int,
+    accelerator: str,
+    deepspeed: str,
+    gpu_memory_gb: float,
+    data_rel: str,
+) -> None:
     cpus = max(1, min(os.cpu_count() or 1, 16))
 
     def edit(cfg):
@@ -201,28 +232,54 @@ def configure(root: Path, *, preset: str, cutoff: int, steps: int, gpus: int, ac
         inp["conversion"].update(data_name="gpufig", over_cutoff="keep")
         inp["model"]["model_name_or_path"] = f"artifacts/base_models/{preset}"
         inp["training"].update(
-            template="qwen3_nothink", cutoff_len=cutoff, packing=True, per_device_train_batch_size=1,
-            gradient_accumulation_steps=1, max_steps=steps, save_steps=100000, logging_steps=1,
-            val_size=0.0, eval_strategy="no", output_dir=RUN, deepspeed=deepspeed, warmup_ratio=0.0,
-            learning_rate=0.0001, bf16=accelerator == "cuda",
+            template="qwen3_nothink",
+            cutoff_len=cutoff,
+            packing=True,
+            per_device_train_batch_size=1,
+            gradient_accumulation_steps=1,
+            max_steps=steps,
+            save_steps=100000,
+            logging_steps=1,
+            val_size=0.0,
+            eval_strategy="no",
+            output_dir=RUN,
+            deepspeed=deepspeed,
+            warmup_ratio=0.0,
+            learning_rate=0.0001,
+            bf16=accelerator == "cuda",
             flash_attn="sdpa" if accelerator == "cuda" else "auto",
-            preprocessing_num_workers=min(cpus, 8))
-        inp["infrastructure"].update(accelerator=accelerator, n_gpus_per_node=gpus, n_nodes=1,
-                                     cpus_per_node=cpus, gpu_memory_gb=gpu_memory_gb,
-                                     allow_memory_overcommit=True)
+            preprocessing_num_workers=min(cpus, 8),
+        )
+        inp["infrastructure"].update(
+            accelerator=accelerator,
+            n_gpus_per_node=gpus,
+            n_nodes=1,
+            cpus_per_node=cpus,
+            gpu_memory_gb=gpu_memory_gb,
+            allow_memory_overcommit=True,
+        )
         inp["experiment"].update(tracker="none")
+
     edit_config(root / "config/config.yaml", edit)
 
 
 def set_deepspeed(root: Path, deepspeed: str) -> None:
     def edit(cfg):
         cfg["runtime_info"]["input"]["training"]["deepspeed"] = deepspeed
+
     edit_config(root / "config/config.yaml", edit)
 
 
 def memory_plan(root: Path, model_config: Path, env: dict[str, str]) -> dict[str, Any]:
-    proc = subprocess.run([str(BIN / "sft"), "memory", "--json", "--model-config", str(model_config)], cwd=root,
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [str(BIN / "sft"), "memory", "--json", "--model-config", str(model_config)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     try:
         plan = json.loads(proc.stdout)
     except ValueError:
@@ -239,16 +296,28 @@ def preset_config_dir(work: Path, preset: str) -> Path:
     p = PRESETS[preset]
     d = work / "plan-configs" / preset
     d.mkdir(parents=True, exist_ok=True)
-    (d / "config.json").write_text(json.dumps({
-        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": p.hidden_size,
-        "intermediate_size": p.intermediate_size, "num_hidden_layers": p.num_hidden_layers,
-        "num_attention_heads": p.num_attention_heads, "num_key_value_heads": p.num_key_value_heads,
-        "head_dim": p.head_dim, "vocab_size": max(p.vocab_size, p.tokenizer_vocab),
-        "tie_word_embeddings": True}))
+    (d / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["Qwen3ForCausalLM"],
+                "model_type": "qwen3",
+                "hidden_size": p.hidden_size,
+                "intermediate_size": p.intermediate_size,
+                "num_hidden_layers": p.num_hidden_layers,
+                "num_attention_heads": p.num_attention_heads,
+                "num_key_value_heads": p.num_key_value_heads,
+                "head_dim": p.head_dim,
+                "vocab_size": max(p.vocab_size, p.tokenizer_vocab),
+                "tie_word_embeddings": True,
+            }
+        )
+    )
     return d
 
 
-def choose_deepspeed(root: Path, plan_dir: Path, env: dict[str, str], choice: str, gpus: int) -> tuple[str | None, str]:
+def choose_deepspeed(
+    root: Path, plan_dir: Path, env: dict[str, str], choice: str, gpus: int
+) -> tuple[str | None, str]:
     """(DeepSpeed JSON, why), or (None, why) to skip the case."""
     if choice == "z3":
         return DS_Z3, "forced (--deepspeed z3)"
@@ -262,14 +331,23 @@ def choose_deepspeed(root: Path, plan_dir: Path, env: dict[str, str], choice: st
     off = memory_plan(root, plan_dir, env)
     host_need = OFFLOAD_HOST_BYTES_PER_PARAM * off["inputs"]["params_b"] * 1e9
     host = host_memory_bytes()
-    why = (f"ZeRO-3 plan {plan['per_gpu_gb']:.1f} GB > {plan['gpu_memory_gb']:g} GB; offload plan "
-           f"{off['per_gpu_gb']:.1f} GB on the GPU, ~{host_need / 1e9:.0f} GB of offloaded states in "
-           f"{host / 1e9:.0f} GB host RAM")
+    why = (
+        f"ZeRO-3 plan {plan['per_gpu_gb']:.1f} GB > {plan['gpu_memory_gb']:g} GB; offload plan "
+        f"{off['per_gpu_gb']:.1f} GB on the GPU, ~{host_need / 1e9:.0f} GB of offloaded states in "
+        f"{host / 1e9:.0f} GB host RAM"
+    )
     if off["fits"] and host_need <= 0.85 * host:
         return DS_OFFLOAD, why
-    why += " (offload: " + ("does not fit the GPU either" if not off["fits"] else "more than 85% of host RAM") + ")"
+    why += (
+        " (offload: "
+        + ("does not fit the GPU either" if not off["fits"] else "more than 85% of host RAM")
+        + ")"
+    )
     if plan["per_gpu_gb"] <= OVER_PLAN_TOLERANCE * plan["gpu_memory_gb"]:
-        return DS_Z3, why + f"; ZeRO-3 within {OVER_PLAN_TOLERANCE:.2f}x of the limit: run to measure the real peak"
+        return (
+            DS_Z3,
+            why + f"; ZeRO-3 within {OVER_PLAN_TOLERANCE:.2f}x of the limit: run to measure the real peak",
+        )
     return None, why
 
 
@@ -300,30 +378,40 @@ class Builder:
             if (out / "sftpipe_model.json").is_file():
                 result = (0, 0.0)
             else:
-                result = run([str(BIN / "sft"), "build-tiny-model", "--preset", preset, "--out", str(out)],
-                             self.work, self.env, self.work / "logs" / f"build-{preset}.log",
-                             self.deadline - time.monotonic(), self.running)
+                result = run(
+                    [str(BIN / "sft"), "build-tiny-model", "--preset", preset, "--out", str(out)],
+                    self.work,
+                    self.env,
+                    self.work / "logs" / f"build-{preset}.log",
+                    self.deadline - time.monotonic(),
+                    self.running,
+                )
             with self.cond:
                 self.done[preset] = result
                 self.cond.notify_all()
 
     def wait(self, preset: str) -> tuple[Path, float]:
         with self.cond:
-            self.cond.wait_for(lambda: preset in self.done, timeout=max(1.0, self.deadline - time.monotonic()))
+            self.cond.wait_for(
+                lambda: preset in self.done, timeout=max(1.0, self.deadline - time.monotonic())
+            )
         if preset not in self.done:
             raise CaseError(f"sft build-tiny-model --preset {preset}: not built within the time budget")
         rc, secs = self.done[preset]
         if rc != 0:
-            raise CaseError(f"sft build-tiny-model --preset {preset} failed ({rc}):\n"
-                            f"{tail(self.work / 'logs' / f'build-{preset}.log')}")
+            raise CaseError(
+                f"sft build-tiny-model --preset {preset} failed ({rc}):\n"
+                f"{tail(self.work / 'logs' / f'build-{preset}.log')}"
+            )
         return self.path(preset), secs
 
 
 # ---------------------------------------------------------------------------------------------
 # one case
 # ---------------------------------------------------------------------------------------------
-def prepare_case(work: Path, args: argparse.Namespace, preset: str, cutoff: int,
-                 gpu_memory_gb: float) -> tuple[dict[str, Any], Path]:
+def prepare_case(
+    work: Path, args: argparse.Namespace, preset: str, cutoff: int, gpu_memory_gb: float
+) -> tuple[dict[str, Any], Path]:
     """The case's project (config, data) and its DeepSpeed choice; row["status"] is set when skipped."""
     row: dict[str, Any] = {"preset": preset, "cutoff": cutoff, "gpus": args.gpus, "steps": args.steps}
     env = base_env(args.accelerator)
@@ -331,8 +419,17 @@ def prepare_case(work: Path, args: argparse.Namespace, preset: str, cutoff: int,
     root = make_project(work / f"{preset}-{cutoff}")
     data_rel = "bench_data/gpufig.json"
     row["dataset_rows"] = write_dataset(root / data_rel, cutoff, args.steps, args.gpus)
-    configure(root, preset=preset, cutoff=cutoff, steps=args.steps, gpus=args.gpus, accelerator=args.accelerator,
-              deepspeed=DS_Z3, gpu_memory_gb=gpu_memory_gb, data_rel=data_rel)
+    configure(
+        root,
+        preset=preset,
+        cutoff=cutoff,
+        steps=args.steps,
+        gpus=args.gpus,
+        accelerator=args.accelerator,
+        deepspeed=DS_Z3,
+        gpu_memory_gb=gpu_memory_gb,
+        data_rel=data_rel,
+    )
     ds, why = choose_deepspeed(root, preset_config_dir(work, preset), env, args.deepspeed, args.gpus)
     row["deepspeed_choice"] = why
     if ds is None:
@@ -343,8 +440,9 @@ def prepare_case(work: Path, args: argparse.Namespace, preset: str, cutoff: int,
     return row, root
 
 
-def run_case(work: Path, args: argparse.Namespace, row: dict[str, Any], root: Path, deadline: float,
-             builder: Builder) -> dict[str, Any]:
+def run_case(
+    work: Path, args: argparse.Namespace, row: dict[str, Any], root: Path, deadline: float, builder: Builder
+) -> dict[str, Any]:
     from sftpipe import paths as sftpaths
 
     preset, cutoff = row["preset"], row["cutoff"]
@@ -364,8 +462,13 @@ def run_case(work: Path, args: argparse.Namespace, row: dict[str, Any], root: Pa
     run_dir = root / sftpaths.run_file(RUN, "")
     target = str(sftpaths.run_file(RUN, sftpaths.METRICS_JSON))
     cores = str(max(2, os.cpu_count() or 2))
-    rc, secs = run([str(BIN / "snakemake"), "--profile", "profiles/default", "--cores", cores, target], root, env,
-                   work / "logs" / f"{preset}-{cutoff}-pipeline.log", deadline - time.monotonic())
+    rc, secs = run(
+        [str(BIN / "snakemake"), "--profile", "profiles/default", "--cores", cores, target],
+        root,
+        env,
+        work / "logs" / f"{preset}-{cutoff}-pipeline.log",
+        deadline - time.monotonic(),
+    )
     row["pipeline_wall_s"] = round(secs, 1)
     probe = read_json(run_dir / sftpaths.PROBE_RECORD)
     if probe:
@@ -395,15 +498,23 @@ def run_case(work: Path, args: argparse.Namespace, row: dict[str, Any], root: Pa
     lf_yaml = run_dir / sftpaths.LF_YAML
     from ruamel.yaml import YAML
     from sftpipe.lf import render as lf_render
+
     lf = YAML(typ="safe").load(lf_yaml.read_text())
     bare_dir = root / "artifacts/model/bare"
     lf["output_dir"] = str(bare_dir)
     lf.pop("resume_from_checkpoint", None)
     lf["report_to"] = "none"
-    lf_render.dump(lf, root / "bare.yaml")  # YAML 1.1-safe, as LF reads it (eval_strategy 'no' stays a string)
+    lf_render.dump(
+        lf, root / "bare.yaml"
+    )  # YAML 1.1-safe, as LF reads it (eval_strategy 'no' stays a string)
     bare_env = dict(env, FORCE_TORCHRUN="1", NPROC_PER_NODE=str(args.gpus), MASTER_PORT=str(free_port()))
-    rc, secs = run([str(BIN / "llamafactory-cli"), "train", "bare.yaml"], root, bare_env,
-                   work / "logs" / f"{preset}-{cutoff}-bare.log", deadline - time.monotonic())
+    rc, secs = run(
+        [str(BIN / "llamafactory-cli"), "train", "bare.yaml"],
+        root,
+        bare_env,
+        work / "logs" / f"{preset}-{cutoff}-bare.log",
+        deadline - time.monotonic(),
+    )
     row["bare_wall_s"] = round(secs, 1)
     if rc != 0:
         row["status"] = "bare timed out (budget)" if rc == 124 else f"bare llamafactory-cli failed ({rc})"
@@ -426,8 +537,20 @@ def fmt(v: Any, spec: str = ".0f") -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("preset", "cutoff", "zero3", "tok/s/GPU pipe", "bare", "ratio", "steady ratio", "MFU",
-            "peak GB", "probe GB", "plan GB", "status")
+    head = (
+        "preset",
+        "cutoff",
+        "zero3",
+        "tok/s/GPU pipe",
+        "bare",
+        "ratio",
+        "steady ratio",
+        "MFU",
+        "peak GB",
+        "probe GB",
+        "plan GB",
+        "status",
+    )
     lines = []
     for r in rows:
         mfu = r.get("mfu")
@@ -436,14 +559,24 @@ def table(rows: list[dict[str, Any]]) -> str:
             peak_s = f"{r['peak_rss_gb']:.2f} rss"  # CPU: the ranks' peak RSS, not GPU memory
         else:
             peak_s = fmt(peak, ".1f")
-        lines.append((
-            r["preset"], str(r["cutoff"]),
-            {"ds_z3_config.json": "z3", "ds_z3_offload_config.json": "z3+offload"}.get(r.get("deepspeed"), "-"),
-            fmt((r.get("pipeline") or {}).get("tokens_per_s_per_gpu")),
-            fmt((r.get("bare") or {}).get("tokens_per_s_per_gpu")),
-            fmt(r.get("ratio"), ".3f"), fmt(r.get("steady_ratio"), ".3f"),
-            "-" if mfu is None else f"{100 * mfu:.1f}%", peak_s, fmt(r.get("probe_peak_gb"), ".2f"),
-            fmt(r.get("plan_gb"), ".1f"), r.get("status", "?")))
+        lines.append(
+            (
+                r["preset"],
+                str(r["cutoff"]),
+                {"ds_z3_config.json": "z3", "ds_z3_offload_config.json": "z3+offload"}.get(
+                    r.get("deepspeed"), "-"
+                ),
+                fmt((r.get("pipeline") or {}).get("tokens_per_s_per_gpu")),
+                fmt((r.get("bare") or {}).get("tokens_per_s_per_gpu")),
+                fmt(r.get("ratio"), ".3f"),
+                fmt(r.get("steady_ratio"), ".3f"),
+                "-" if mfu is None else f"{100 * mfu:.1f}%",
+                peak_s,
+                fmt(r.get("probe_peak_gb"), ".2f"),
+                fmt(r.get("plan_gb"), ".1f"),
+                r.get("status", "?"),
+            )
+        )
     widths = [max(len(h), *(len(row[i]) for row in lines)) if lines else len(h) for i, h in enumerate(head)]
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
     out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines]
@@ -453,12 +586,19 @@ def table(rows: list[dict[str, Any]]) -> str:
 def machine_info(accelerator: str) -> dict[str, Any]:
     import torch
 
-    info: dict[str, Any] = {"torch": torch.__version__, "cpus": os.cpu_count(),
-                            "host_memory_gb": round(host_memory_bytes() / 1e9, 1)}
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "host_memory_gb": round(host_memory_bytes() / 1e9, 1),
+    }
     if accelerator == "cuda":
         props = torch.cuda.get_device_properties(0)
-        info.update(gpu=props.name, gpu_count=torch.cuda.device_count(),
-                    gpu_memory_bytes=props.total_memory, cuda=torch.version.cuda)
+        info.update(
+            gpu=props.name,
+            gpu_count=torch.cuda.device_count(),
+            gpu_memory_bytes=props.total_memory,
+            cuda=torch.version.cuda,
+        )
     return info
 
 
@@ -469,13 +609,27 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=6, help="optimizer steps per run (max_steps)")
     parser.add_argument("--gpus", type=int, default=1, help="ranks (GPUs) on this node")
     parser.add_argument("--accelerator", default="cuda", choices=["cuda", "cpu"])
-    parser.add_argument("--deepspeed", default="auto", choices=["auto", "z3", "offload"],
-                        help="auto: ZeRO-3 if the memory plan fits, else offload if GPU and host RAM allow, else skip")
-    parser.add_argument("--time-budget-s", type=float, default=540,
-                        help="stop starting cases (and kill a running one) when this is spent")
-    parser.add_argument("--gpu-memory-gb", type=float, default=None,
-                        help="plan limit; default the GPU's memory in GiB (cuda) or 80 (cpu)")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep everything here (default: a temp dir)")
+    parser.add_argument(
+        "--deepspeed",
+        default="auto",
+        choices=["auto", "z3", "offload"],
+        help="auto: ZeRO-3 if the memory plan fits, else offload if GPU and host RAM allow, else skip",
+    )
+    parser.add_argument(
+        "--time-budget-s",
+        type=float,
+        default=540,
+        help="stop starting cases (and kill a running one) when this is spent",
+    )
+    parser.add_argument(
+        "--gpu-memory-gb",
+        type=float,
+        default=None,
+        help="plan limit; default the GPU's memory in GiB (cuda) or 80 (cpu)",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep everything here (default: a temp dir)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the rows and machine info here")
     args = parser.parse_args()
     start = time.monotonic()
@@ -484,17 +638,25 @@ def main() -> int:
     try:
         import torch
     except ImportError:
-        print(f"error: torch is not importable from {sys.executable}; run with the training env's python "
-              "(artifacts/env/lf/bin/python)", file=sys.stderr)
+        print(
+            f"error: torch is not importable from {sys.executable}; run with the training env's python "
+            "(artifacts/env/lf/bin/python)",
+            file=sys.stderr,
+        )
         return 2
     if args.accelerator == "cuda":
         if not torch.cuda.is_available():
-            print("error: --accelerator cuda but CUDA is not available here (torch.cuda.is_available() is "
-                  "False). On a CPU machine run the dry check: --accelerator cpu --presets tiny --cutoffs 256",
-                  file=sys.stderr)
+            print(
+                "error: --accelerator cuda but CUDA is not available here (torch.cuda.is_available() is "
+                "False). On a CPU machine run the dry check: --accelerator cpu --presets tiny --cutoffs 256",
+                file=sys.stderr,
+            )
             return 2
         if torch.cuda.device_count() < args.gpus:
-            print(f"error: --gpus {args.gpus} but only {torch.cuda.device_count()} CUDA device(s)", file=sys.stderr)
+            print(
+                f"error: --gpus {args.gpus} but only {torch.cuda.device_count()} CUDA device(s)",
+                file=sys.stderr,
+            )
             return 2
     from sftpipe.data.tiny_model import PRESETS
 
@@ -508,7 +670,8 @@ def main() -> int:
     cases = [(p, c) for p in sorted(presets, key=lambda p: rank.get(p, 99)) for c in cutoffs]
     info = machine_info(args.accelerator)
     gpu_memory_gb = args.gpu_memory_gb or (
-        math.floor(info["gpu_memory_bytes"] / 2**30) if args.accelerator == "cuda" else 80)
+        math.floor(info["gpu_memory_bytes"] / 2**30) if args.accelerator == "cuda" else 80
+    )
     info["plan_gpu_memory_gb"] = gpu_memory_gb
     print(f"machine: {json.dumps(info)}", flush=True)
 
@@ -532,8 +695,11 @@ def main() -> int:
                 row["status"] = f"skipped: time budget ({left:.0f} s left)"
             if "status" in row:
                 rows.append(row)
-                print(f"[{time.monotonic() - start:6.0f} s] {preset} cutoff {cutoff}: {row['status']}"
-                      + (f" ({row['deepspeed_choice']})" if row.get("deepspeed_choice") else ""), flush=True)
+                print(
+                    f"[{time.monotonic() - start:6.0f} s] {preset} cutoff {cutoff}: {row['status']}"
+                    + (f" ({row['deepspeed_choice']})" if row.get("deepspeed_choice") else ""),
+                    flush=True,
+                )
                 continue
             print(f"[{time.monotonic() - start:6.0f} s] {preset} cutoff {cutoff} ...", flush=True)
             try:
@@ -541,22 +707,34 @@ def main() -> int:
             except CaseError as exc:
                 row["status"] = f"error: {exc}"
             rows.append(row)
-            print(f"[{time.monotonic() - start:6.0f} s]   {row.get('status')}"
-                  + (f" ({row['deepspeed_choice']})" if row.get("deepspeed_choice") else ""), flush=True)
+            print(
+                f"[{time.monotonic() - start:6.0f} s]   {row.get('status')}"
+                + (f" ({row['deepspeed_choice']})" if row.get("deepspeed_choice") else ""),
+                flush=True,
+            )
             if row.get("log_tail"):
                 print(row["log_tail"], flush=True)
     finally:
         if builder is not None:
             builder.stop()
-        result = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
-                  "elapsed_s": round(time.monotonic() - start, 1), "workdir": str(work), "rows": rows}
+        result = {
+            "machine": info,
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "elapsed_s": round(time.monotonic() - start, 1),
+            "workdir": str(work),
+            "rows": rows,
+        }
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
     print(table(rows))
     print(f"total {result['elapsed_s']:.0f} s" + (f"; JSON: {args.json}" if args.json else ""))
-    return 0 if rows and all(r.get("status") == "ok" or str(r.get("status")).startswith("skipped") for r in rows) else 1
+    return (
+        0
+        if rows and all(r.get("status") == "ok" or str(r.get("status")).startswith("skipped") for r in rows)
+        else 1
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """`make bench`: every benchmark, each printing its ratios (measured side by side in one run)."""
+
 from __future__ import annotations
 
 import subprocess

@@ -6,6 +6,7 @@ A user's `config/config.yaml` holds written-back results or a real GPU setup; `c
 (demo data, variants, DeepSpeed configs) from the working tree minus written-back outputs. Outside a git
 checkout (an unpacked release) the working tree's profile is the shipped one.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -28,8 +29,13 @@ PROFILE = "config/config.yaml"
 def shipped_text(rel: str) -> str:
     """A shipped file's text as committed at HEAD (e.g. "config/config.yaml")."""
     try:
-        return subprocess.run(["git", "-C", str(REPO), "show", f"HEAD:{rel}"], capture_output=True, text=True,
-                              check=True, timeout=60).stdout
+        return subprocess.run(
+            ["git", "-C", str(REPO), "show", f"HEAD:{rel}"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return (REPO / rel).read_text()
 

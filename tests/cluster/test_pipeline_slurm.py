@@ -8,6 +8,7 @@ One demo project serves three scenarios, in order (each a real snakemake run of 
   (c) two nodes: n_nodes 2 × 1 CPU rank, one torchrun per node over the namespaces' addresses.
 Run as root: `pytest -m cluster tests/cluster/test_pipeline_slurm.py -s`.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,22 +45,36 @@ class DagRun:
     seconds: float
 
     def sbatch_lines(self, rule: str) -> list[str]:
-        return [ln.split(" --wrap=", 1)[0] for ln in self.log.splitlines()
-                if ln.startswith("sbatch call:") and f"--comment rule_{rule}" in ln]
+        return [
+            ln.split(" --wrap=", 1)[0]
+            for ln in self.log.splitlines()
+            if ln.startswith("sbatch call:") and f"--comment rule_{rule}" in ln
+        ]
 
 
 def _snakemake(root: Path, *extra: str, on_running=None) -> DagRun:
     """snakemake --profile profiles/slurm with test-speed polling; `on_running(proc)` is polled meanwhile."""
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "--profile", "profiles/slurm", "--verbose",
-           "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
-           "--latency-wait", "5", *extra]
+    cmd = [
+        str(Path(sys.executable).parent / "snakemake"),
+        "--profile",
+        "profiles/slurm",
+        "--verbose",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--seconds-between-status-checks",
+        "2",
+        "--latency-wait",
+        "5",
+        *extra,
+    ]
     env = {**pipeline_env(), "SFTPIPE_SLURM_PARTITION": "debug"}
     env.pop("SFTPIPE_SLURM_ACCOUNT", None)
     t0 = time.monotonic()
     out_path = root / f"snakemake-{int(t0)}.out"
     with open(out_path, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
         try:
             while proc.poll() is None:
                 if time.monotonic() - t0 > SNAKEMAKE_TIMEOUT_S:
@@ -80,17 +95,23 @@ def _snakemake(root: Path, *extra: str, on_running=None) -> DagRun:
 def _set_infra(root: Path, **infra) -> None:
     def edit(d):
         d["runtime_info"]["input"]["infrastructure"].update(infra)
+
     edit_config(root / "config/config.yaml", edit)
 
 
 def _set_output_dir(root: Path, name: str) -> None:
-    edit_config(root / "config/config.yaml",
-                lambda d: d["runtime_info"]["input"]["training"].__setitem__("output_dir", name))
+    edit_config(
+        root / "config/config.yaml",
+        lambda d: d["runtime_info"]["input"]["training"].__setitem__("output_dir", name),
+    )
 
 
 def _entries(root: Path, run: str) -> list[dict]:
-    return [e for e in run_index.read_entries(root / "artifacts/index.yaml")
-            if e["run_dir"] == f"artifacts/model/{run}"]
+    return [
+        e
+        for e in run_index.read_entries(root / "artifacts/index.yaml")
+        if e["run_dir"] == f"artifacts/model/{run}"
+    ]
 
 
 def _console_log(root: Path, entry: dict) -> str:
@@ -119,9 +140,18 @@ def whole_dag(project: Path) -> DagRun:
 
 def test_whole_dag_contract_artifacts(project: Path, whole_dag: DagRun) -> None:
     run = project / "artifacts/model/demo-run"
-    for name in ("trainer_log.jsonl", "trainer_state.json", "train_results.json", "training_loss.png",
-                 "metrics.json", "llamafactory_config.yaml", "run_config.yaml", "run.json",
-                 "train_manifest.json", "record.json"):
+    for name in (
+        "trainer_log.jsonl",
+        "trainer_state.json",
+        "train_results.json",
+        "training_loss.png",
+        "metrics.json",
+        "llamafactory_config.yaml",
+        "run_config.yaml",
+        "run.json",
+        "train_manifest.json",
+        "record.json",
+    ):
         assert (run / name).is_file(), name
     assert (run / f"checkpoint-{MAX_STEPS}" / "latest").is_file()
     assert (project / "artifacts/data/lf_data/dataset_info.json").is_file()
@@ -184,8 +214,12 @@ def test_time_limit_checkpoints_requeues_and_resumes(project: Path, whole_dag: D
         if entries[0]["status"] == "timeout" and slurm_env.slurm_job_state(seen["job"]) == "queued":
             # A requeued job waits ~2 min (BeginTime); start it now, and give the second attempt a
             # longer limit (as an admin would) so its guard does not fire at once again.
-            proc = subprocess.run(["scontrol", "update", f"JobId={seen['job']}", "StartTime=now",
-                                   "TimeLimit=15"], capture_output=True, text=True, check=False)
+            proc = subprocess.run(
+                ["scontrol", "update", f"JobId={seen['job']}", "StartTime=now", "TimeLimit=15"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if proc.returncode == 0:
                 seen["requeued"] = "yes"
 
@@ -194,8 +228,10 @@ def test_time_limit_checkpoints_requeues_and_resumes(project: Path, whole_dag: D
     first, second = _entries(project, "demo-timeout")
     assert first["status"] == "timeout" and first["requeue"].startswith("requeued SLURM job"), first
     assert second["status"] == "completed", second
-    assert first["slurm_job_id"] == second["slurm_job_id"] == int(seen["job"]) or \
-        str(first["slurm_job_id"]) == str(second["slurm_job_id"]) == seen["job"]
+    assert (
+        first["slurm_job_id"] == second["slurm_job_id"] == int(seen["job"])
+        or str(first["slurm_job_id"]) == str(second["slurm_job_id"]) == seen["job"]
+    )
     assert (first["slurm_restart_count"], second["slurm_restart_count"]) == (0, 1)
     assert len(run.sbatch_lines("train")) == 1  # one submission: SLURM reran it, not snakemake
     assert " -t 3 " in run.sbatch_lines("train")[0] + " "
@@ -232,8 +268,14 @@ def test_two_node_training(project: Path, whole_dag: DagRun) -> None:
     log = _console_log(project, entry)
     port = slurm_env.job_master_port(str(entry["slurm_job_id"]))
     assert re.search(r"command: srun --nodes=2 --ntasks=2 --ntasks-per-node=1", log), log[:2000]
-    nodes = sorted(re.findall(r"^\[sft\] node (node\d) node_rank=(\d) master=10\.201\.0\.2:(\d+) "
-                              r"GLOO_SOCKET_IFNAME=sft0$", log, re.MULTILINE))
+    nodes = sorted(
+        re.findall(
+            r"^\[sft\] node (node\d) node_rank=(\d) master=10\.201\.0\.2:(\d+) "
+            r"GLOO_SOCKET_IFNAME=sft0$",
+            log,
+            re.MULTILINE,
+        )
+    )
     assert nodes == [("node1", "0", str(port)), ("node2", "1", str(port))], log[-4000:]
     ranks = set(re.findall(r"Process rank: (\d), world size: 2", log))
     assert ranks == {"0", "1"}, log[-4000:]
@@ -247,8 +289,12 @@ def test_two_node_training(project: Path, whole_dag: DagRun) -> None:
 
 def test_sigterm_reason_follows_the_job_state(slurm_cluster) -> None:
     """A running job's SIGTERM means scancel/interrupted; once SLURM has requeued it, preemption."""
-    proc = subprocess.run(["sbatch", "--parsable", "--requeue", "-t", "5", "-o", "/dev/null", "--wrap", "sleep 120"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        ["sbatch", "--parsable", "--requeue", "-t", "5", "-o", "/dev/null", "--wrap", "sleep 120"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     job = proc.stdout.strip().split(";")[0]
     try:
         deadline = time.monotonic() + 60

@@ -4,6 +4,7 @@ No browser is ever downloaded: `ensure_chromium()` installs the `chromium` and `
 packages when they are missing (as root with apt-get, the way tests/cluster/slurm_cluster.sh installs
 Slurm on a fresh CI machine) and otherwise says why the browser tests cannot run.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,9 @@ def ensure_chromium() -> str | None:
     if CHROMIUM.is_file() and CHROMEDRIVER.is_file():
         return None
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return "Debian's chromium and chromium-driver are not installed and cannot be (needs root and apt-get)"
+        return (
+            "Debian's chromium and chromium-driver are not installed and cannot be (needs root and apt-get)"
+        )
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     install = ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]
     if subprocess.run(install, check=False, env=env, capture_output=True).returncode != 0:
@@ -39,7 +42,13 @@ def start_browser(width: int = 1280, height: int = 900):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                f"--window-size={width},{height}", "--hide-scrollbars"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        f"--window-size={width},{height}",
+        "--hide-scrollbars",
+    ):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)

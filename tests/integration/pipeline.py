@@ -1,4 +1,5 @@
 """Helpers to run the real pipeline (Snakemake + LLaMA-Factory + DeepSpeed on CPU) in a throwaway project."""
+
 from __future__ import annotations
 
 import os
@@ -28,15 +29,24 @@ def env(**extra: str) -> dict[str, str]:
     return e
 
 
-def snakemake(root: Path, *args: str, check: bool = True, timeout: int = 900,
-              extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def snakemake(
+    root: Path, *args: str, check: bool = True, timeout: int = 900, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     cmd = [str(BIN / "snakemake"), "--profile", "profiles/default", "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=root, env=env(**(extra_env or {})), capture_output=True, text=True,
-                          timeout=timeout,
-                          check=False)
+    proc = subprocess.run(
+        cmd,
+        cwd=root,
+        env=env(**(extra_env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
-                             f"{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+            f"{proc.stderr[-6000:]}"
+        )
     return proc
 
 

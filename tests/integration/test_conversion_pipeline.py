@@ -5,6 +5,7 @@ Per scaffold: LLaMA-Factory's own loader (the tokenize report) read every row th
 dropped and truncated none, the labels it saved hold every assistant turn of every row in order, and
 the conversion report names every trial directory of the job exactly once.
 """
+
 from __future__ import annotations
 
 import json
@@ -95,16 +96,26 @@ def test_every_assistant_answer_is_trained_in_order(project: Path, name: str) ->
 
     (saved,) = (project / "artifacts/data/tokenized" / f"conv_{name}").glob("*/dataset_dict.json")
     tokenizer = AutoTokenizer.from_pretrained(project / DEMO_MODEL)
-    trained = [tokenizer.decode([t for t in row["labels"] if t != -100])
-               for split in load_from_disk(str(saved.parent)).values() for row in split]
-    im = [json.loads(line) for line in
-          (project / "artifacts/data" / f"conv_{name}.im.jsonl").read_text().splitlines()]
+    trained = [
+        tokenizer.decode([t for t in row["labels"] if t != -100])
+        for split in load_from_disk(str(saved.parent)).values()
+        for row in split
+    ]
+    im = [
+        json.loads(line)
+        for line in (project / "artifacts/data" / f"conv_{name}.im.jsonl").read_text().splitlines()
+    ]
     assert len(trained) == len(im)
     unmatched = list(trained)  # the train/eval split shuffles rows: match each IM row to one of them
     for record in im:
         # Per assistant turn: its text, then each call as LF's qwen3 template renders it (JSON with "name").
-        answers = [piece for m in record["messages"] if m["role"] == "assistant"
-                   for piece in [m["content"], *map(_rendered_name, m.get("tool_calls") or [])] if piece]
+        answers = [
+            piece
+            for m in record["messages"]
+            if m["role"] == "assistant"
+            for piece in [m["content"], *map(_rendered_name, m.get("tool_calls") or [])]
+            if piece
+        ]
         match = next((t for t in unmatched if _in_order(answers, t)), None)
         assert match is not None, f"{record['meta_info']['trial_name']}: assistant texts not all trained"
         unmatched.remove(match)
@@ -139,13 +150,16 @@ def test_report_accounts_for_every_trial(project: Path, name: str) -> None:
     # selection: all + keep_if_rewarded: every captured trial (timeouts included) yields rows
     assert {t["status"] for t in details} == {"kept"}
     assert sum(t["rows_written"] for t in details) == report["rows"]["written"]
-    im = [json.loads(line) for line in
-          (project / "artifacts/data" / f"conv_{name}.im.jsonl").read_text().splitlines()]
+    im = [
+        json.loads(line)
+        for line in (project / "artifacts/data" / f"conv_{name}.im.jsonl").read_text().splitlines()
+    ]
     per_trial = {t["trial_name"]: t["rows_written"] for t in details}
     assert {t: sum(r["meta_info"]["trial_name"] == t for r in im) for t in on_disk} == per_trial
     # One main row per trial; terminus-2 context summarisation splits a run into several main rows.
-    main_rows = [r["meta_info"]["trial_name"] for r in im
-                 if r["meta_info"]["unique_info"]["_agent_type"] == "main"]
+    main_rows = [
+        r["meta_info"]["trial_name"] for r in im if r["meta_info"]["unique_info"]["_agent_type"] == "main"
+    ]
     mains = {t: main_rows.count(t) for t in on_disk}
     assert all(n == 1 for n in mains.values()) if name != "t2" else all(n >= 1 for n in mains.values())
 
@@ -187,21 +201,27 @@ def damaged_project(tmp_path_factory, tiny_model_dir) -> Path:
 
 
 @pytest.mark.parametrize("name", list(DAMAGED_VARIANTS))
-def test_convert_rule_applies_on_damaged_trial_and_writes_its_declared_outputs(damaged_project: Path,
-                                                                              name: str) -> None:
+def test_convert_rule_applies_on_damaged_trial_and_writes_its_declared_outputs(
+    damaged_project: Path, name: str
+) -> None:
     data = damaged_project / "artifacts/data"
     report = json.loads((data / f"{name}.report.json").read_text())
     assert report["options"]["on_damaged_trial"] == ("salvage" if name == "dmg_salvage" else "skip")
     # The rule passed every path; the converter wrote exactly those.
-    assert report["outputs"] == {"lf": f"artifacts/data/lf_data/{name}.json", "im": f"artifacts/data/{name}.im.jsonl",
-                                 "stats": f"artifacts/data/{name}.stats.json",
-                                 "report": f"artifacts/data/{name}.report.json",
-                                 "report_txt": f"artifacts/data/{name}.report.txt"}
+    assert report["outputs"] == {
+        "lf": f"artifacts/data/lf_data/{name}.json",
+        "im": f"artifacts/data/{name}.im.jsonl",
+        "stats": f"artifacts/data/{name}.stats.json",
+        "report": f"artifacts/data/{name}.report.json",
+        "report_txt": f"artifacts/data/{name}.report.txt",
+    }
     statuses = {t["trial_name"]: t["status"] for t in report["trial_details"]}
     expected = "salvaged" if name == "dmg_salvage" else "damaged"
     assert statuses == {"good__repo-1__a": "kept", "bad__repo-2__b": expected}
     bad = next(t for t in report["trial_details"] if t["trial_name"] == "bad__repo-2__b")
     assert bad["reasons"] == ["unknown_role"] and "line 4" in bad["detail"]
     assert f"{expected:<15} bad__repo-2__b [unknown_role]" in (data / f"{name}.report.txt").read_text()
-    trials = {json.loads(l)["meta_info"]["trial_name"] for l in (data / f"{name}.im.jsonl").read_text().splitlines()}
+    trials = {
+        json.loads(l)["meta_info"]["trial_name"] for l in (data / f"{name}.im.jsonl").read_text().splitlines()
+    }
     assert trials == ({"good__repo-1__a", "bad__repo-2__b"} if name == "dmg_salvage" else {"good__repo-1__a"})

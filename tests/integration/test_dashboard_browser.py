@@ -6,6 +6,7 @@ subprocess) is started before training, the run page is opened while it trains a
 itself; then the finished run, the comparison and the token view are checked against the domain
 functions. Screenshots go to artifacts/test-screenshots/ (git-ignored; SFT_SCREENSHOT_DIR overrides).
 """
+
 from __future__ import annotations
 
 import json
@@ -76,8 +77,13 @@ def project(tmp_path_factory, tiny_model_dir):
 @pytest.fixture(scope="module")
 def server(project):
     port = _free_port()
-    proc = subprocess.Popen([str(BIN / "sft"), "dashboard", "--root", str(project), "--port", str(port)],
-                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(BIN / "sft"), "dashboard", "--root", str(project), "--port", str(port)],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -97,9 +103,21 @@ def server(project):
 def pipeline(project, server):
     """Snakemake in the background: base (converted Harbor job) and demo-local, trained for real."""
     log = open(project / "snakemake.out", "w")  # noqa: SIM115 (closed at teardown)
-    proc = subprocess.Popen([str(BIN / "snakemake"), "--profile", "profiles/default", "--cores", "2", "--config",
-                             "variants=base,demo-local"], cwd=project, env=env(), stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            str(BIN / "snakemake"),
+            "--profile",
+            "profiles/default",
+            "--cores",
+            "2",
+            "--config",
+            "variants=base,demo-local",
+        ],
+        cwd=project,
+        env=env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     yield proc
     if proc.poll() is None:
         proc.terminate()
@@ -118,8 +136,13 @@ def _get(url: str):
 
 
 def _sft_json(project: Path, *argv: str):
-    out = subprocess.run([str(BIN / "sft"), *argv, "--root", str(project), "--json"], env=env(),
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(BIN / "sft"), *argv, "--root", str(project), "--json"],
+        env=env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out)
 
 
@@ -135,8 +158,15 @@ def _shot(driver, name: str) -> None:
 
 def test_live_run_page_advances_without_reload(browser, project, server, pipeline):
     index = project / "artifacts/index.yaml"
-    entry = _wait(lambda: next((e for e in run_index.read_entries(index) if e.get("status") == "running"), None)
-                  if index.is_file() else None, 900, "a training run to start")
+    entry = _wait(
+        lambda: (
+            next((e for e in run_index.read_entries(index) if e.get("status") == "running"), None)
+            if index.is_file()
+            else None
+        ),
+        900,
+        "a training run to start",
+    )
     browser.get(f"{server}/run/{entry['id']}")
     browser.execute_script("window.__sameDocument = true")
     seen: list[int] = []
@@ -164,7 +194,8 @@ def test_finished_run_page_shows_curves_checkpoints_and_records(browser, project
     base = next(r for r in runs if not r["variant"])
     assert _get(f"{server}/api/runs") == runs
     assert _without_clock(_get(f"{server}/api/runs/{base['id']}")) == _without_clock(
-        _sft_json(project, "status", base["id"]))
+        _sft_json(project, "status", base["id"])
+    )
     browser.get(f"{server}/run/{base['id']}")
     _wait(lambda: browser.find_element("id", "status").text == "completed", 30, "the completed status")
     _wait(lambda: browser.find_elements("css selector", "#checkpoints tbody tr"), 30, "the checkpoints table")
@@ -173,8 +204,12 @@ def test_finished_run_page_shows_curves_checkpoints_and_records(browser, project
     assert [r.split()[0] for r in rows] == [str(MAX_STEPS // 2), str(MAX_STEPS)] and "latest" in rows[-1]
     assert sum("best (" in r for r in rows) == 1
     assert browser.execute_script("return document.getElementById('chart-loss').data[0].x") == list(
-        range(1, MAX_STEPS + 1))
-    assert browser.execute_script("return document.getElementById('chart-loss').data[1].x") == [MAX_STEPS // 2, MAX_STEPS]
+        range(1, MAX_STEPS + 1)
+    )
+    assert browser.execute_script("return document.getElementById('chart-loss').data[1].x") == [
+        MAX_STEPS // 2,
+        MAX_STEPS,
+    ]
     assert "run started" in browser.find_element("id", "events").text
     assert browser.find_element("id", "log").get_attribute("textContent").strip()
     config = browser.find_element("css selector", "#rec-config pre").get_attribute("textContent")
@@ -216,17 +251,28 @@ def test_token_view_marks_trained_and_masked_tokens(browser, project, server, pi
     masked = len(browser.find_elements("css selector", "#tokens .tok.masked"))
     assert trained == expected["n_trained"] == sum(t["trained"] for t in expected["tokens"]) > 0
     assert masked == expected["n_tokens"] - expected["n_trained"] > 0
-    assert len(browser.find_elements("css selector", "#tokens .cutoff")) == (1 if expected["truncated"] else 0)
+    assert len(browser.find_elements("css selector", "#tokens .cutoff")) == (
+        1 if expected["truncated"] else 0
+    )
     first = browser.find_elements("css selector", "#tokens .tok")[0]
-    assert first.text == expected["tokens"][0]["text"].strip() or first.get_attribute("textContent") == \
-        expected["tokens"][0]["text"]
+    assert (
+        first.text == expected["tokens"][0]["text"].strip()
+        or first.get_attribute("textContent") == expected["tokens"][0]["text"]
+    )
     checks = inspect_dataset(cfg, rows)["checks"]
-    _wait(lambda: len(browser.find_elements("css selector", "#checks tbody tr")) == len(checks), 300,
-          "the dataset checks", every=1)
-    shown = {tr.get_attribute("data-check"): tr.text for tr in browser.find_elements("css selector",
-                                                                                     "#checks tbody tr")}
+    _wait(
+        lambda: len(browser.find_elements("css selector", "#checks tbody tr")) == len(checks),
+        300,
+        "the dataset checks",
+        every=1,
+    )
+    shown = {
+        tr.get_attribute("data-check"): tr.text
+        for tr in browser.find_elements("css selector", "#checks tbody tr")
+    }
     assert {c["name"]: ("ok" if c["ok"] else "FAIL") for c in checks} == {
-        k: v.split()[1] for k, v in shown.items()}
+        k: v.split()[1] for k, v in shown.items()
+    }
     browser.execute_script("document.getElementById('token-title').scrollIntoView()")
     _shot(browser, "data-tokens")
     browser.execute_script("window.scrollTo(0, 0)")

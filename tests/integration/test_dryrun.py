@@ -1,4 +1,5 @@
 """`sft dryrun`: config, LLaMA-Factory's own parser and tokenization on CPU, before any GPU is requested."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,15 @@ def root(tmp_path_factory, tiny_model_dir):
 
 
 def dryrun(root, *args):
-    proc = subprocess.run([str(BIN / "sft"), "dryrun", "--json", *args], cwd=root, env=env(),
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [str(BIN / "sft"), "dryrun", "--json", *args],
+        cwd=root,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     return proc.returncode, json.loads(proc.stdout)
 
 
@@ -37,7 +45,9 @@ def test_bad_template_is_caught(root):
     config = root / "config/config.yaml"
     original = config.read_text()
     try:
-        edit_config(config, lambda d: d["runtime_info"]["input"]["training"].__setitem__("template", "qwen3_nothnk"))
+        edit_config(
+            config, lambda d: d["runtime_info"]["input"]["training"].__setitem__("template", "qwen3_nothnk")
+        )
         code, report = dryrun(root)
     finally:
         config.write_text(original)
@@ -49,12 +59,16 @@ def test_malformed_rows_are_caught_before_training(root):
     rows = json.loads((root / "config/demo/lf_demo.json").read_text())
     bad = [dict(rows[0]), dict(rows[1])]
     bad[0]["conversations"] = bad[0]["conversations"][:-1]  # ends on the human side: LF silently drops it
-    bad[1]["conversations"] = [{"from": "human", "value": "hi"},
-                               {"from": "function_call", "value": '{"arguments": {}}'}]  # no name: LF crashes
+    bad[1]["conversations"] = [
+        {"from": "human", "value": "hi"},
+        {"from": "function_call", "value": '{"arguments": {}}'},
+    ]  # no name: LF crashes
     (root / "config/demo/bad.json").write_text(json.dumps(rows[2:6] + bad))
     variant = root / "config/variants/bad-rows.yaml"
-    variant.write_text("runtime_info:\n  input:\n    source: {type: local_lf, lf_path: config/demo/bad.json}\n"
-                       "    conversion: {data_name: bad_rows}\n    training: {output_dir: bad-run}\n")
+    variant.write_text(
+        "runtime_info:\n  input:\n    source: {type: local_lf, lf_path: config/demo/bad.json}\n"
+        "    conversion: {data_name: bad_rows}\n    training: {output_dir: bad-run}\n"
+    )
     code, report = dryrun(root, "--variant", "bad-rows")
     assert code == 1  # a failed check (exit 2 is kept for an invalid config)
     validation = report["data"]["validation"]
@@ -86,9 +100,11 @@ def test_memory_plan_in_report_and_overcommit_refused_unless_allowed(root):
 def test_violated_dataset_check_fails_unless_allowed(root):
     """enable_thinking: false strips the demo rows' reasoning: the reasoning_policy check fails the dry run."""
     variant = root / "config/variants/stripped.yaml"
-    body = ("runtime_info:\n  input:\n    source: {type: local_lf, lf_path: config/demo/lf_demo.json}\n"
-            "    conversion: {data_name: stripped, over_cutoff: keep%s}\n"
-            "    training: {enable_thinking: false, output_dir: stripped}\n")
+    body = (
+        "runtime_info:\n  input:\n    source: {type: local_lf, lf_path: config/demo/lf_demo.json}\n"
+        "    conversion: {data_name: stripped, over_cutoff: keep%s}\n"
+        "    training: {enable_thinking: false, output_dir: stripped}\n"
+    )
     variant.write_text(body % "")
     code, report = dryrun(root, "--variant", "stripped")
     assert code == 1 and report["stage"] == "inspect" and not report["ok"]

@@ -5,6 +5,7 @@ of the longest length cannot fit in, so the probe's forward/backward really fail
 run must stop before its first step with `oom_at_max_length`; then without the limit, so the same
 probe passes and the run trains to the end and records tokens/s per GPU (and MFU, unknown on CPU).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,12 +24,20 @@ RUN = "artifacts/model/demo-run"
 def _set_limit(root, mb: int) -> None:
     def edit(cfg):
         cfg["runtime_info"]["input"]["infrastructure"]["cpu_rank_memory_limit_mb"] = mb
+
     edit_config(root / "config/config.yaml", edit)
 
 
 def _status_json(root) -> dict:
-    out = subprocess.run([str(BIN / "sft"), "status", "--json"], cwd=root, env=env(), capture_output=True,
-                         text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [str(BIN / "sft"), "status", "--json"],
+        cwd=root,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -37,12 +46,15 @@ def project(tmp_path_factory, tiny_model_dir):
     root = demo_project(tmp_path_factory.mktemp("probe") / "proj", tiny_model_dir)
     _set_limit(root, 32)  # MB of headroom per rank: far below one 2048-token step of the tiny model
     failed = snakemake(root, check=False)
-    oom = {"rc": failed.returncode, "entries": run_index.read_entries(root / "artifacts/index.yaml"),
-           "status": _status_json(root),
-           "probe": json.loads((root / RUN / "max_length_probe.json").read_text()),
-           "events": (root / RUN / "events.jsonl").read_text(),
-           "trainer_log": (root / RUN / "trainer_log.jsonl").is_file(),
-           "console": (root / load_yaml(root / "artifacts/index.yaml")[0]["log"]).read_text()}
+    oom = {
+        "rc": failed.returncode,
+        "entries": run_index.read_entries(root / "artifacts/index.yaml"),
+        "status": _status_json(root),
+        "probe": json.loads((root / RUN / "max_length_probe.json").read_text()),
+        "events": (root / RUN / "events.jsonl").read_text(),
+        "trainer_log": (root / RUN / "trainer_log.jsonl").is_file(),
+        "console": (root / load_yaml(root / "artifacts/index.yaml")[0]["log"]).read_text(),
+    }
     _set_limit(root, 0)
     snakemake(root)
     return root, oom
@@ -69,8 +81,12 @@ def test_normal_run_passes_the_probe_and_trains(project):
     root, _ = project
     probe = json.loads((root / RUN / "max_length_probe.json").read_text())
     assert probe["ok"] is True and probe["length"] == 2048 and probe["memory_kind"] == "cpu_peak_rss"
-    assert all(peak > base > 0 for peak, base in zip(probe["peak_memory_bytes_per_rank"],
-                                                     probe["baseline_memory_bytes_per_rank"], strict=True))
+    assert all(
+        peak > base > 0
+        for peak, base in zip(
+            probe["peak_memory_bytes_per_rank"], probe["baseline_memory_bytes_per_rank"], strict=True
+        )
+    )
     entries = run_index.read_entries(root / "artifacts/index.yaml")
     assert [e["status"] for e in entries] == ["oom_at_max_length", "completed"]
     assert "max-length probe passed" in (root / RUN / "events.jsonl").read_text()
@@ -100,8 +116,11 @@ def test_throughput_recorded_everywhere(project):
 
 
 def _losses(trainer_log) -> list[tuple[int, float]]:
-    return [(r["current_steps"], r["loss"]) for line in trainer_log.read_text().splitlines()
-            if "loss" in (r := json.loads(line))]
+    return [
+        (r["current_steps"], r["loss"])
+        for line in trainer_log.read_text().splitlines()
+        if "loss" in (r := json.loads(line))
+    ]
 
 
 def test_the_probe_leaves_no_trace_in_training(project):
@@ -111,8 +130,16 @@ def test_the_probe_leaves_no_trace_in_training(project):
 
     def off(cfg):
         cfg["runtime_info"]["input"]["infrastructure"]["fail_fast_probe"] = False
+
     edit_config(root / "config/config.yaml", off)
-    subprocess.run([str(BIN / "sft"), "train", "--manifest", str(root / "manifest-noprobe.json")], cwd=root,
-                   env=env(), capture_output=True, text=True, timeout=900, check=True)
+    subprocess.run(
+        [str(BIN / "sft"), "train", "--manifest", str(root / "manifest-noprobe.json")],
+        cwd=root,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
     assert not (root / RUN / "max_length_probe.json").exists()  # the finished run was archived; no probe now
     assert _losses(root / RUN / "trainer_log.jsonl") == with_probe and len(with_probe) == 8

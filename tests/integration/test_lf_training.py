@@ -5,6 +5,7 @@ leave a complete checkpoint and stop_reason.json. The same command is then re-ru
 that checkpoint and is stopped again through the stop file. (Resuming to completion is proven by
 tests/integration/test_resume_after_kill.py and the SLURM time-limit test.)
 """
+
 from __future__ import annotations
 
 import json
@@ -33,11 +34,20 @@ def _free_port() -> int:
 
 
 def _torchrun(cfg: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
-    cmd = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2",
-           "--master_port", str(_free_port()), "-m", "sftpipe.training.lf_entry", str(cfg)]
+    cmd = [
+        str(Path(sys.executable).with_name("torchrun")),
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "sftpipe.training.lf_entry",
+        str(cfg),
+    ]
     with open(log, "wb") as fh:  # child keeps its own copy of the descriptor
-        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cfg.parent,
-                                start_new_session=True)  # own process group, like a launcher
+        return subprocess.Popen(
+            cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cfg.parent, start_new_session=True
+        )  # own process group, like a launcher
 
 
 def _wait_for_logged_step(proc: subprocess.Popen, out: Path, step: int, log: Path) -> None:
@@ -74,7 +84,9 @@ def _assert_complete_zero3_checkpoint(ckpt: Path, step: int) -> None:
     assert json.loads((ckpt / "trainer_state.json").read_text())["global_step"] == step
     assert (ckpt / "latest").read_text().strip() == f"global_step{step}"
     shards = sorted(p.name for p in (ckpt / f"global_step{step}").iterdir())
-    assert shards == [f"zero_pp_rank_{r}_mp_rank_00_{kind}_states.pt" for r in (0, 1) for kind in ("model", "optim")]
+    assert shards == [
+        f"zero_pp_rank_{r}_mp_rank_00_{kind}_states.pt" for r in (0, 1) for kind in ("model", "optim")
+    ]
     assert {p.name for p in ckpt.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
     assert (ckpt / "model.safetensors").is_file() and (ckpt / "scheduler.pt").is_file()
 
@@ -84,20 +96,36 @@ def workdir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     d = tmp_path_factory.mktemp("lf_z3")
     out = d / "out"
     cfg = d / "train.yaml"
-    cfg.write_text("\n".join([
-        f"model_name_or_path: {tiny_model_dir}",
-        "stage: sft", "do_train: true", "finetuning_type: full",
-        "dataset: lf_demo", f"dataset_dir: {REPO / 'config' / 'demo'}",
-        "template: qwen3_nothink", "cutoff_len: 512",
-        f"output_dir: {out}",
-        f"deepspeed: {REPO / 'artifacts/training_config/deepspeed/ds_z3_config.json'}",
-        "per_device_train_batch_size: 1", "gradient_accumulation_steps: 1",
-        "learning_rate: 1.0e-3", "lr_scheduler_type: cosine", "warmup_ratio: 0.1",
-        f"max_steps: {MAX_STEPS}", "save_steps: 2", "logging_steps: 1",
-        "report_to: none", "overwrite_output_dir: false", "",
-    ]))
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TOKENIZERS_PARALLELISM="false",
-               SFT_STOP_FILE=str(d / "STOP"))
+    cfg.write_text(
+        "\n".join(
+            [
+                f"model_name_or_path: {tiny_model_dir}",
+                "stage: sft",
+                "do_train: true",
+                "finetuning_type: full",
+                "dataset: lf_demo",
+                f"dataset_dir: {REPO / 'config' / 'demo'}",
+                "template: qwen3_nothink",
+                "cutoff_len: 512",
+                f"output_dir: {out}",
+                f"deepspeed: {REPO / 'artifacts/training_config/deepspeed/ds_z3_config.json'}",
+                "per_device_train_batch_size: 1",
+                "gradient_accumulation_steps: 1",
+                "learning_rate: 1.0e-3",
+                "lr_scheduler_type: cosine",
+                "warmup_ratio: 0.1",
+                f"max_steps: {MAX_STEPS}",
+                "save_steps: 2",
+                "logging_steps: 1",
+                "report_to: none",
+                "overwrite_output_dir: false",
+                "",
+            ]
+        )
+    )
+    env = dict(
+        os.environ, CUDA_VISIBLE_DEVICES="", TOKENIZERS_PARALLELISM="false", SFT_STOP_FILE=str(d / "STOP")
+    )
     return {"dir": d, "out": out, "cfg": cfg, "env": env, "stop_file": d / "STOP"}
 
 

@@ -5,6 +5,7 @@ checkpoint is 2 and step 3 is in trainer_log.jsonl; the resume (max_steps raised
 restarts from checkpoint-2 and LF appends step 3 again. That is the duplicated-lines case the
 metrics must deduplicate; the run directory's trainer_state.json is the reference.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,15 @@ seed: 1
 
 def _env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(HF_HOME=str(tmp / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", WANDB_DISABLED="true",
-               CUDA_VISIBLE_DEVICES="", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    env.update(
+        HF_HOME=str(tmp / "hf"),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        WANDB_DISABLED="true",
+        CUDA_VISIBLE_DEVICES="",
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",
+    )
     return env
 
 
@@ -76,13 +84,21 @@ def _train_steps_logged(log: Path) -> list[int]:
     return steps
 
 
-def test_metrics_on_killed_and_resumed_run(tiny_model_dir: Path, demo_dataset_dir: Path, tmp_path: Path) -> None:
+def test_metrics_on_killed_and_resumed_run(
+    tiny_model_dir: Path, demo_dataset_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "run"
     env = _env(tmp_path)
     (tmp_path / "first.yaml").write_text(_lf_config(tiny_model_dir, demo_dataset_dir, out, max_steps=6))
     with open(tmp_path / "first.log", "w") as console:
-        proc = subprocess.Popen([str(LF_CLI), "train", str(tmp_path / "first.yaml")], cwd=tmp_path, env=env,
-                                stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(LF_CLI), "train", str(tmp_path / "first.yaml")],
+            cwd=tmp_path,
+            env=env,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 300
         while 3 not in _train_steps_logged(out / "trainer_log.jsonl"):
             assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
@@ -105,8 +121,16 @@ def test_metrics_on_killed_and_resumed_run(tiny_model_dir: Path, demo_dataset_di
 
     # Resume with max_steps raised: LF restarts from checkpoint-2 and appends step 3 again.
     (tmp_path / "second.yaml").write_text(_lf_config(tiny_model_dir, demo_dataset_dir, out, max_steps=7))
-    result = subprocess.run([str(LF_CLI), "train", str(tmp_path / "second.yaml")], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=400, check=False)
+    result = subprocess.run(
+        [str(LF_CLI), "train", str(tmp_path / "second.yaml")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=400,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "checkpoint-2" in result.stdout  # it did resume
 
@@ -128,7 +152,11 @@ def test_metrics_on_killed_and_resumed_run(tiny_model_dir: Path, demo_dataset_di
     for row in series:  # the series is trainer_state's clean history, step for step
         h = train_hist[row["step"]]
         assert (row["loss"], row["learning_rate"], row["grad_norm"], row["epoch"]) == (
-            h["loss"], h["learning_rate"], h["grad_norm"], h["epoch"])
+            h["loss"],
+            h["learning_rate"],
+            h["grad_norm"],
+            h["epoch"],
+        )
         assert row["eval_loss"] == eval_hist.get(row["step"])
     # ...and agrees with the deduplicated live log wherever both have the value.
     live_loss = {x["current_steps"]: x["loss"] for x in lines if "loss" in x}
@@ -137,8 +165,9 @@ def test_metrics_on_killed_and_resumed_run(tiny_model_dir: Path, demo_dataset_di
     assert s["finished"] is True and s["resumed"] is True
     assert s["train_runtime"] == results["train_runtime"]
     # transformers' train_loss after a resume: the loss summed over steps 3..7 divided by all 7 steps.
-    assert results["train_loss"] * 7 / 5 == pytest.approx(sum(train_hist[i]["loss"] for i in range(3, 8)) / 5,
-                                                           abs=1e-3)
+    assert results["train_loss"] * 7 / 5 == pytest.approx(
+        sum(train_hist[i]["loss"] for i in range(3, 8)) / 5, abs=1e-3
+    )
     assert s["train_results_train_loss"] == results["train_loss"]
     assert s["final_loss"] == pytest.approx(sum(h["loss"] for h in train_hist.values()) / 7)
     assert [w for w in s["warnings"] if "only sums the steps after the resume" not in w] == []

@@ -4,6 +4,7 @@ One module-scoped invocation trains the active profile (`base`: the bundled Clau
 `demo-local` variant together; the contract checks, rerun semantics (dry runs and one real re-plot)
 and the variant/compare checks all use it, so this module trains exactly twice.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,19 @@ def finished(tmp_path_factory, tiny_model_dir):
 def test_contract_layout(finished):
     root, _ = finished
     run = root / "artifacts/model/demo-run"
-    for name in ("trainer_log.jsonl", "trainer_state.json", "train_results.json", "all_results.json",
-                 "training_loss.png", "metrics.json", "metrics.jsonl", "llamafactory_config.yaml",
-                 "run_config.yaml", "run.json", "train_manifest.json"):
+    for name in (
+        "trainer_log.jsonl",
+        "trainer_state.json",
+        "train_results.json",
+        "all_results.json",
+        "training_loss.png",
+        "metrics.json",
+        "metrics.jsonl",
+        "llamafactory_config.yaml",
+        "run_config.yaml",
+        "run.json",
+        "train_manifest.json",
+    ):
         assert (run / name).is_file(), name
     assert (run / "checkpoint-8" / "latest").is_file()  # ZeRO-3 checkpoint with its tag
     assert (run / "checkpoint-4" / "trainer_state.json").is_file()
@@ -68,7 +79,10 @@ def test_writeback_touches_only_the_output_block(finished):
 def test_index_entry_records_the_run(finished):
     root, _ = finished
     entries = run_index.read_entries(root / "artifacts/index.yaml")
-    assert sorted(e["run_dir"] for e in entries) == ["artifacts/model/demo-local-run", "artifacts/model/demo-run"]
+    assert sorted(e["run_dir"] for e in entries) == [
+        "artifacts/model/demo-local-run",
+        "artifacts/model/demo-run",
+    ]
     (entry,) = [e for e in entries if e["run_dir"] == "artifacts/model/demo-run"]
     assert entry["status"] == "completed" and entry["exit_code"] == 0 and entry["variant"] is None
     assert entry["run_dir"] == "artifacts/model/demo-run"
@@ -87,7 +101,9 @@ def test_training_change_reruns_train_and_downstream_not_registration(finished):
     config = root / "config/config.yaml"
     original = config.read_text()
     try:
-        edit_config(config, lambda d: d["runtime_info"]["input"]["training"].__setitem__("learning_rate", 5e-4))
+        edit_config(
+            config, lambda d: d["runtime_info"]["input"]["training"].__setitem__("learning_rate", 5e-4)
+        )
         assert planned_jobs(root) == {"train", "metrics", "plot", "writeback", "record"}
     finally:
         config.write_text(original)
@@ -98,7 +114,9 @@ def test_data_change_reruns_registration_too(finished):
     config = root / "config/config.yaml"
     original = config.read_text()
     try:
-        edit_config(config, lambda d: d["runtime_info"]["input"]["conversion"].__setitem__("max_instances", 5))
+        edit_config(
+            config, lambda d: d["runtime_info"]["input"]["conversion"].__setitem__("max_instances", 5)
+        )
         assert {"register", "train"} <= planned_jobs(root)
     finally:
         config.write_text(original)
@@ -126,11 +144,18 @@ def test_dag_and_multi_variant_dry_run(finished):
     assert "digraph" in dag and "train" in dag and "tokenize" in dag
     # Both trained runs are up to date; a new variant sharing base's data plans only its own training chain.
     (root / "config/variants/lr-sweep.yaml").write_text(
-        "runtime_info:\n  input:\n    training:\n      learning_rate: 5.0e-4\n      output_dir: lr-sweep-run\n")
+        "runtime_info:\n  input:\n    training:\n      learning_rate: 5.0e-4\n      output_dir: lr-sweep-run\n"
+    )
     try:
         assert planned_jobs(root, "--config", "variants=base,demo-local") == set()
         jobs = planned_jobs(root, "--config", "variants=base,demo-local,lr-sweep")
-        assert jobs == {"train", "metrics", "plot", "writeback", "record"}  # data shared with base: no convert
+        assert jobs == {
+            "train",
+            "metrics",
+            "plot",
+            "writeback",
+            "record",
+        }  # data shared with base: no convert
         assert "lr-sweep-run" in snakemake(root, "-n", "--config", "variants=base,demo-local,lr-sweep").stdout
     finally:
         (root / "config/variants/lr-sweep.yaml").unlink()
@@ -151,7 +176,12 @@ def test_snakemake_report_has_plot_metrics_and_conversion_stats(finished):
     root, _ = finished
     snakemake(root, "--report", "report.html")
     html = (root / "report.html").read_text(errors="replace")
-    for item in ("training_loss.png", "metrics.json", "demo_claude_code.stats.json", "demo_claude_code.report.json"):
+    for item in (
+        "training_loss.png",
+        "metrics.json",
+        "demo_claude_code.stats.json",
+        "demo_claude_code.report.json",
+    ):
         assert item in html, item
 
 
@@ -160,7 +190,9 @@ def test_wandb_offline_run_id_is_written_back_and_the_key_never_written(finished
     output = load_yaml(root / "config/config.yaml")["runtime_info"]["output"]
     run_id = output["training_curves"]["wandb_run_id"]
     assert run_id and any((root / "artifacts/model/demo-run/wandb").glob(f"offline-run-*-{run_id}"))
-    leaked = [p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and SECRET.encode() in p.read_bytes()]
+    leaked = [
+        p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and SECRET.encode() in p.read_bytes()
+    ]
     assert leaked == []
 
 
@@ -169,12 +201,25 @@ def test_two_variants_trained_in_one_invocation_and_compared(finished):
     # The variant's results went to its own output file; config.yaml holds only base's output block.
     variant_out = load_yaml(root / "config/variants/demo-local.output.yaml")["runtime_info"]["output"]
     assert variant_out["checkpoint_path"] == "artifacts/model/demo-local-run/checkpoint-8/"
-    assert load_yaml(root / "config/config.yaml")["runtime_info"]["output"]["run_dir"] == "artifacts/model/demo-run/"
-    proc = subprocess.run([str(BIN / "sft"), "compare", "demo-run", "demo-local-run", "--json"], cwd=root, env=env(),
-                          capture_output=True, text=True, timeout=300, check=False)
+    assert (
+        load_yaml(root / "config/config.yaml")["runtime_info"]["output"]["run_dir"]
+        == "artifacts/model/demo-run/"
+    )
+    proc = subprocess.run(
+        [str(BIN / "sft"), "compare", "demo-run", "demo-local-run", "--json"],
+        cwd=root,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert [r["run_dir"].rstrip("/").rsplit("/", 1)[-1] for r in result["runs"]] == ["demo-run", "demo-local-run"]
+    assert [r["run_dir"].rstrip("/").rsplit("/", 1)[-1] for r in result["runs"]] == [
+        "demo-run",
+        "demo-local-run",
+    ]
     diffs = result["config_differences"]  # dotted key -> value per run
     assert diffs["runtime_info.input.training.template"] == ["qwen3", "qwen3_nothink"]
     assert diffs["runtime_info.input.conversion.data_name"] == ["demo_claude_code", "demo_local"]

@@ -2,6 +2,7 @@
 
 Runs through the `demo-local` variant, so it also proves a variant never touches config.yaml.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,15 +36,24 @@ def wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
 def test_sigkill_then_rerun_resumes(tmp_path, tiny_model_dir):
     root = demo_project(tmp_path / "proj", tiny_model_dir)
     variant = root / "config/variants/demo-local.yaml"
-    variant.write_text(variant.read_text().replace("      output_dir: demo-local-run",
-                                                   "      output_dir: demo-local-run\n      max_steps: 12\n"
-                                                   "      save_steps: 2\n      eval_steps: 6"))
+    variant.write_text(
+        variant.read_text().replace(
+            "      output_dir: demo-local-run",
+            "      output_dir: demo-local-run\n      max_steps: 12\n      save_steps: 2\n      eval_steps: 6",
+        )
+    )
     config_before = (root / "config/config.yaml").read_bytes()
     run_dir = root / "artifacts/model/demo-local-run"
 
-    proc = subprocess.Popen([str(BIN / "snakemake"), "--profile", "profiles/default", "--cores", "2", *VARIANT],
-                            cwd=root, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(BIN / "snakemake"), "--profile", "profiles/default", "--cores", "2", *VARIANT],
+        cwd=root,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         wait_for(lambda: (c := checkpoints.latest_complete(run_dir)) is not None and c.step >= 4, 600, proc)
     finally:

@@ -6,6 +6,7 @@ a heartbeat), trains 6 steps (checkpoint and eval every 2), then records the end
 set to a unique secret in config.yaml and the environment throughout. A second training is
 SIGKILLed to check that it shows as crashed.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,9 +44,17 @@ SECRET = "sk-RUNMGMT-UNIQUE-9d3a7c51e0"
 
 def _env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(HF_HOME=str(tmp / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", CUDA_VISIBLE_DEVICES="",
-               TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", WANDB_API_KEY=SECRET, HF_TOKEN=SECRET + "-hf",
-               WANDB_MODE="disabled")
+    env.update(
+        HF_HOME=str(tmp / "hf"),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        CUDA_VISIBLE_DEVICES="",
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",
+        WANDB_API_KEY=SECRET,
+        HF_TOKEN=SECRET + "-hf",
+        WANDB_MODE="disabled",
+    )
     return env
 
 
@@ -72,8 +81,16 @@ def _project(tmp: Path, model_dir: Path, output_dir: str, max_steps: int) -> sc.
         inp["credentials"]["wandb_api_key"] = SECRET
         inp["credentials"]["hf_token"] = SECRET + "-hf"
         tr = inp["training"]
-        tr.update(deepspeed="", output_dir=output_dir, max_steps=max_steps, save_steps=2, eval_steps=2,
-                  val_size=0.2, cutoff_len=256, gradient_accumulation_steps=1)
+        tr.update(
+            deepspeed="",
+            output_dir=output_dir,
+            max_steps=max_steps,
+            save_steps=2,
+            eval_steps=2,
+            val_size=0.2,
+            cutoff_len=256,
+            gradient_accumulation_steps=1,
+        )
         inp["infrastructure"]["n_gpus_per_node"] = 1
 
     edit_config(root / "config/config.yaml", edit)
@@ -91,16 +108,37 @@ def _start(cfg: sc.RunConfig, tmp: Path) -> tuple[subprocess.Popen, str, Path]:
     lf_config.dump(lf, lf_yaml)
     lf_config.dump(sc.redacted(cfg.data), run_dir / "run_config.yaml")
     records.write_start_records(cfg, RunStore(run_dir))
-    rid = run_index.append_entry(root / paths.INDEX_PATH, {
-        "status": "running", "run_dir": str(cfg.run_dir), "started_at": utc_now(),
-        "config_hash": cfg.config_hash(), "data_name": cfg.data_name})
+    rid = run_index.append_entry(
+        root / paths.INDEX_PATH,
+        {
+            "status": "running",
+            "run_dir": str(cfg.run_dir),
+            "started_at": utc_now(),
+            "config_hash": cfg.config_hash(),
+            "data_name": cfg.data_name,
+        },
+    )
     with open(tmp / f"{cfg.run_name}.log", "w") as console:  # the child keeps its own copy of the fd
-        proc = subprocess.Popen([str(LF_CLI), "train", str(lf_yaml)], cwd=root, env=_env(tmp), stdout=console,
-                                stderr=subprocess.STDOUT)
-    (run_dir / "run.json").write_text(json.dumps({
-        "run_id": rid, "run_name": cfg.run_name, "training_hash": cfg.training_hash(),
-        "config_hash": cfg.config_hash(), "started_at": utc_now(), "pid": proc.pid,
-        "host": socket.gethostname()}))
+        proc = subprocess.Popen(
+            [str(LF_CLI), "train", str(lf_yaml)],
+            cwd=root,
+            env=_env(tmp),
+            stdout=console,
+            stderr=subprocess.STDOUT,
+        )
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "run_id": rid,
+                "run_name": cfg.run_name,
+                "training_hash": cfg.training_hash(),
+                "config_hash": cfg.config_hash(),
+                "started_at": utc_now(),
+                "pid": proc.pid,
+                "host": socket.gethostname(),
+            }
+        )
+    )
     return proc, rid, run_dir
 
 
@@ -121,8 +159,9 @@ def real_run(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
             time.sleep(0.2)
     assert proc.returncode == 0, (tmp / "real-run.log").read_text()[-3000:]
     results = json.loads((run_dir / "train_results.json").read_text())
-    run_index.update_entry(cfg.root / paths.INDEX_PATH, rid, status="completed", exit_code=0,
-                           final_loss=results["train_loss"])
+    run_index.update_entry(
+        cfg.root / paths.INDEX_PATH, rid, status="completed", exit_code=0, final_loss=results["train_loss"]
+    )
     records.write_checkpoint_index(RunStore(run_dir))
     RunStore(run_dir).log_event("INFO", "run ended", status="completed")
     return {"root": cfg.root, "rid": rid, "run_dir": run_dir, "mid": mid, "cfg": cfg, "tmp": tmp}
@@ -161,13 +200,16 @@ def test_checkpoints_of_the_real_run(real_run):
     rows = result["checkpoints"]
     assert [(r["step"], r["complete"]) for r in rows] == [(2, True), (4, True), (6, True)]
     for r in rows:
-        assert r["loss"] == pytest.approx(losses[r["step"]]) and r["eval_loss"] == pytest.approx(evals[r["step"]])
+        assert r["loss"] == pytest.approx(losses[r["step"]]) and r["eval_loss"] == pytest.approx(
+            evals[r["step"]]
+        )
     best_step = min((2, 4, 6), key=lambda s: (evals[s], -s))
     assert result["metric"] == "eval_loss" and result["best"]["step"] == best_step
     assert result["latest"]["step"] == 6
     index = [json.loads(line) for line in (run_dir / paths.CHECKPOINT_INDEX).read_text().splitlines()]
     assert [(c["step"], c["complete"], c["eval_loss"]) for c in index] == [
-        (r["step"], r["complete"], r["eval_loss"]) for r in rows]
+        (r["step"], r["complete"], r["eval_loss"]) for r in rows
+    ]
 
 
 def test_publish_loads_with_transformers_and_verifies(real_run, capsys):
@@ -176,19 +218,41 @@ def test_publish_loads_with_transformers_and_verifies(real_run, capsys):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     root, rid, run_dir = real_run["root"], real_run["rid"], real_run["run_dir"]
-    assert main(["publish", rid, "--root", str(root), "--name", "tiny-sft", "--version", "1.0.0",
-                 "--checkpoint", "latest"]) == 0
+    assert (
+        main(
+            [
+                "publish",
+                rid,
+                "--root",
+                str(root),
+                "--name",
+                "tiny-sft",
+                "--version",
+                "1.0.0",
+                "--checkpoint",
+                "latest",
+            ]
+        )
+        == 0
+    )
     out = root / "artifacts/published/tiny-sft/1.0.0"
     assert "published tiny-sft 1.0.0" in capsys.readouterr().out
     manifest = yaml.safe_load((out / "model.yaml").read_text())
     assert manifest["source"]["step"] == 6 and manifest["source"]["run_id"] == rid
     assert manifest["base_model"] == str(real_run["cfg"].model_path)
     ds = manifest["datasets"][0]
-    assert ds["data_name"] == "demo_sft" and ds["sha256"] == records.sha256_file(root / "config/demo/lf_demo.json")
+    assert ds["data_name"] == "demo_sft" and ds["sha256"] == records.sha256_file(
+        root / "config/demo/lf_demo.json"
+    )
     assert manifest["training_config"]["config_hash"] == real_run["cfg"].config_hash()
     assert manifest["metrics"]["eval_loss"] is not None and manifest["weights"]["method"] == "copied"
-    assert {f["path"] for f in manifest["files"]} >= {"model.safetensors", "config.json", "tokenizer.json",
-                                                       "tokenizer_config.json", "generation_config.json"}
+    assert {f["path"] for f in manifest["files"]} >= {
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    }
 
     model = AutoModelForCausalLM.from_pretrained(out)
     tok = AutoTokenizer.from_pretrained(out)
@@ -196,8 +260,9 @@ def test_publish_loads_with_transformers_and_verifies(real_run, capsys):
     for name, tensor in model.state_dict().items():
         if name in trained:
             assert torch.equal(tensor, trained[name]), name
-    text = tok.apply_chat_template([{"role": "user", "content": "fix the bug"}], tokenize=False,
-                                   add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "fix the bug"}], tokenize=False, add_generation_prompt=True
+    )
     ids = tok(text, return_tensors="pt", return_token_type_ids=False)
     gen = model.generate(**ids, max_new_tokens=3, do_sample=False)
     assert gen.shape[1] == ids["input_ids"].shape[1] + 3 or tok.eos_token_id in gen[0].tolist()
@@ -239,8 +304,11 @@ def test_compare_real_run_with_a_variant_copy(real_run, capsys):
 def test_no_credential_in_any_file(real_run):
     root = real_run["root"]
     assert SECRET in (root / "config/config.yaml").read_text()  # the secret really was configured
-    leaks = [str(p) for p in (root / "artifacts").rglob("*")
-             if p.is_file() and not p.is_symlink() and SECRET.encode() in p.read_bytes()]
+    leaks = [
+        str(p)
+        for p in (root / "artifacts").rglob("*")
+        if p.is_file() and not p.is_symlink() and SECRET.encode() in p.read_bytes()
+    ]
     assert leaks == []
 
 
@@ -261,7 +329,9 @@ def test_sigkilled_run_shows_crashed(model_dir, real_run, capsys):
     assert main(["status", rid, "--root", str(root), "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["status"] == "crashed" and rep["recorded_status"] == "running"
-    assert run_index.find_entry(root / paths.INDEX_PATH, rid)["status"] == "running"  # derivation never writes
+    assert (
+        run_index.find_entry(root / paths.INDEX_PATH, rid)["status"] == "running"
+    )  # derivation never writes
     assert main(["status", rid, "--root", str(root), "--reconcile"]) == 0
     assert f"reconciled {rid}: running -> crashed" in capsys.readouterr().out
     assert run_index.find_entry(root / paths.INDEX_PATH, rid)["status"] == "crashed"
@@ -269,18 +339,44 @@ def test_sigkilled_run_shows_crashed(model_dir, real_run, capsys):
 
 def test_rotation_guard_keeps_the_best_checkpoint(model_dir, tmp_path):
     """save_total_limit 1 with the guard's metric_for_best_model: HF keeps the best, not just the newest."""
-    lf = {"model_name_or_path": str(model_dir), "stage": "sft", "do_train": True, "finetuning_type": "full",
-          "dataset": "lf_demo", "dataset_dir": str(Path(__file__).resolve().parents[2] / "config/demo"),
-          "template": "qwen3_nothink", "cutoff_len": 128, "output_dir": str(tmp_path / "rot"),
-          "per_device_train_batch_size": 1, "learning_rate": 0.05, "max_steps": 5, "lr_scheduler_type": "cosine",
-          "warmup_ratio": 0.1, "logging_steps": 1, "save_steps": 1, "save_total_limit": 1, "val_size": 0.1,
-          "eval_strategy": "steps", "eval_steps": 1, "per_device_eval_batch_size": 1, "report_to": "none",
-          "preprocessing_num_workers": 1}
+    lf = {
+        "model_name_or_path": str(model_dir),
+        "stage": "sft",
+        "do_train": True,
+        "finetuning_type": "full",
+        "dataset": "lf_demo",
+        "dataset_dir": str(Path(__file__).resolve().parents[2] / "config/demo"),
+        "template": "qwen3_nothink",
+        "cutoff_len": 128,
+        "output_dir": str(tmp_path / "rot"),
+        "per_device_train_batch_size": 1,
+        "learning_rate": 0.05,
+        "max_steps": 5,
+        "lr_scheduler_type": "cosine",
+        "warmup_ratio": 0.1,
+        "logging_steps": 1,
+        "save_steps": 1,
+        "save_total_limit": 1,
+        "val_size": 0.1,
+        "eval_strategy": "steps",
+        "eval_steps": 1,
+        "per_device_eval_batch_size": 1,
+        "report_to": "none",
+        "preprocessing_num_workers": 1,
+    }
     guarded, problems = best_checkpoint.rotation_guard(lf)
     assert problems == [] and guarded["metric_for_best_model"] == "eval_loss"
     (tmp_path / "rot.yaml").write_text(yaml.safe_dump(guarded))
-    result = subprocess.run([str(LF_CLI), "train", str(tmp_path / "rot.yaml")], cwd=tmp_path, env=_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, check=False)
+    result = subprocess.run(
+        [str(LF_CLI), "train", str(tmp_path / "rot.yaml")],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     state = json.loads((tmp_path / "rot/trainer_state.json").read_text())
     evals = {h["step"]: h["eval_loss"] for h in state["log_history"] if "eval_loss" in h}
@@ -303,25 +399,56 @@ def test_publish_consolidates_a_zero3_checkpoint(model_dir, tmp_path):
     ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] = False
     (tmp_path / "ds.json").write_text(json.dumps(ds))
     run_dir = tmp_path / "z3"
-    lf = {"model_name_or_path": str(model_dir), "stage": "sft", "do_train": True, "finetuning_type": "full",
-          "dataset": "lf_demo", "dataset_dir": str(repo / "config/demo"), "template": "qwen3_nothink",
-          "cutoff_len": 128, "output_dir": str(run_dir), "per_device_train_batch_size": 1, "max_steps": 2,
-          "learning_rate": 1.0e-3, "logging_steps": 1, "save_steps": 2, "report_to": "none",
-          "deepspeed": str(tmp_path / "ds.json"), "ddp_backend": "gloo", "preprocessing_num_workers": 1}
+    lf = {
+        "model_name_or_path": str(model_dir),
+        "stage": "sft",
+        "do_train": True,
+        "finetuning_type": "full",
+        "dataset": "lf_demo",
+        "dataset_dir": str(repo / "config/demo"),
+        "template": "qwen3_nothink",
+        "cutoff_len": 128,
+        "output_dir": str(run_dir),
+        "per_device_train_batch_size": 1,
+        "max_steps": 2,
+        "learning_rate": 1.0e-3,
+        "logging_steps": 1,
+        "save_steps": 2,
+        "report_to": "none",
+        "deepspeed": str(tmp_path / "ds.json"),
+        "ddp_backend": "gloo",
+        "preprocessing_num_workers": 1,
+    }
     (tmp_path / "z3.yaml").write_text(yaml.safe_dump(lf))
-    env = _env(tmp_path) | {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2", "DS_ACCELERATOR": "cpu",
-                            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}  # torchrun
-    result = subprocess.run([str(LF_CLI), "train", str(tmp_path / "z3.yaml")], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, check=False)
+    env = _env(tmp_path) | {
+        "FORCE_TORCHRUN": "1",
+        "NPROC_PER_NODE": "2",
+        "DS_ACCELERATOR": "cpu",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }  # torchrun
+    result = subprocess.run(
+        [str(LF_CLI), "train", str(tmp_path / "z3.yaml")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     ckpt = run_dir / "checkpoint-2"
     assert not list(ckpt.glob("model*.safetensors")) and (ckpt / "latest").is_file()  # shards only
 
     rows = best_checkpoint.checkpoint_table(run_dir)
     assert [(r["step"], r["complete"]) for r in rows] == [(2, True)]
-    out = publish.publish(tmp_path, str(run_dir), "tiny-z3", "0.1.0", checkpoint="latest", out_dir=tmp_path / "pub")
+    out = publish.publish(
+        tmp_path, str(run_dir), "tiny-z3", "0.1.0", checkpoint="latest", out_dir=tmp_path / "pub"
+    )
     manifest = yaml.safe_load((out / "model.yaml").read_text())
-    assert manifest["weights"]["method"] == "zero_to_fp32" and manifest["weights"]["files"] == ["model.safetensors"]
+    assert manifest["weights"]["method"] == "zero_to_fp32" and manifest["weights"]["files"] == [
+        "model.safetensors"
+    ]
     assert publish.verify(out) == []
     model = AutoModelForCausalLM.from_pretrained(out)
     AutoTokenizer.from_pretrained(out)
@@ -342,18 +469,42 @@ def test_sft_stop_ends_a_real_launcher_run_as_stopped(model_dir, tmp_path, capsy
         inp["source"].update(type="local_lf", lf_path="config/demo/lf_demo.json")
         inp["conversion"]["data_name"] = "demo_sft"
         inp["model"]["model_name_or_path"] = "artifacts/base_models/tiny-qwen3"
-        inp["training"].update(deepspeed="", max_steps=2000, save_steps=1000, eval_steps=1000, cutoff_len=128,
-                               gradient_accumulation_steps=1)
+        inp["training"].update(
+            deepspeed="",
+            max_steps=2000,
+            save_steps=1000,
+            eval_steps=1000,
+            cutoff_len=128,
+            gradient_accumulation_steps=1,
+        )
         inp["infrastructure"]["n_gpus_per_node"] = 1
 
     edit_config(root / "config/config.yaml", edit)
-    assert main(["register", "--root", str(root), "--config", str(root / "config/config.yaml"),
-                 "--dataset-info", str(root / paths.LF_DATA_DIR / "dataset_info.json"),
-                 "--marker", str(root / "artifacts/data/reg.json")]) == 0
+    assert (
+        main(
+            [
+                "register",
+                "--root",
+                str(root),
+                "--config",
+                str(root / "config/config.yaml"),
+                "--dataset-info",
+                str(root / paths.LF_DATA_DIR / "dataset_info.json"),
+                "--marker",
+                str(root / "artifacts/data/reg.json"),
+            ]
+        )
+        == 0
+    )
     env = _env(tmp_path) | {"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     with open(tmp_path / "train.out", "w") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("sft")), "train", "--manifest",
-                                 "artifacts/train.json"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("sft")), "train", "--manifest", "artifacts/train.json"],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 300
         while True:

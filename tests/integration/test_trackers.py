@@ -1,5 +1,6 @@
 """experiment.tracker: a real (tiny, CPU, 1 rank) LLaMA-Factory run per tracker through the pipeline's own
 render + launch_env + torchrun command; each tracker leaves its offline files in the run dir, and only its own."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,15 @@ def tiny_run_cfg(root, tracker: str) -> RunConfig:
     inp = raw["runtime_info"]["input"]
     inp["source"].update(type="local_lf", lf_path="config/demo/lf_demo.json")
     inp["conversion"].update(data_name="demo_local", max_instances=8)
-    inp["training"].update(deepspeed="", cutoff_len=256, max_steps=STEPS, save_steps=100, eval_steps=100,
-                           output_dir=f"tracker-{tracker}", gradient_accumulation_steps=1)
+    inp["training"].update(
+        deepspeed="",
+        cutoff_len=256,
+        max_steps=STEPS,
+        save_steps=100,
+        eval_steps=100,
+        output_dir=f"tracker-{tracker}",
+        gradient_accumulation_steps=1,
+    )
     inp["infrastructure"].update(n_gpus_per_node=1)
     inp["experiment"].update(tracker=tracker)
     return RunConfig(resolve(raw, root), root)
@@ -44,16 +52,25 @@ def train(cfg: RunConfig) -> None:
     lf_render.dump(lf_render.render(cfg), lf_yaml)
     env = launch_env(cfg, run_dir / "STOP")
     assert ("MLFLOW_TRACKING_URI" in env) == (cfg.experiment["tracker"] == "mlflow")
-    proc = subprocess.run(torchrun_command(cfg, lf_yaml, "127.0.0.1", free_port()), cwd=root, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        torchrun_command(cfg, lf_yaml, "127.0.0.1", free_port()),
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert json.loads((run_dir / "trainer_state.json").read_text())["global_step"] == STEPS
 
 
 def tracker_files(run_dir) -> dict[str, list]:
-    return {"wandb": sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb")),
-            "tensorboard": sorted((run_dir / "tensorboard").rglob("events.out.tfevents.*")),
-            "mlflow": sorted(run_dir.glob("mlflow.db"))}
+    return {
+        "wandb": sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb")),
+        "tensorboard": sorted((run_dir / "tensorboard").rglob("events.out.tfevents.*")),
+        "mlflow": sorted(run_dir.glob("mlflow.db")),
+    }
 
 
 @pytest.mark.parametrize("tracker", ["wandb", "tensorboard", "mlflow", "none"])

@@ -1,4 +1,5 @@
 """The package's layers import in one direction (tools/import_contract.py, also run by `make lint`)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,8 +30,10 @@ def test_a_function_local_back_edge_breaks_the_contract(pkg_copy: Path):
     fs = pkg_copy / "util" / "fs.py"
     fs.write_text(fs.read_text() + "\n\ndef _late():\n    from sftpipe.runs import store  # back-edge\n")
     problems = contract.violations(pkg_copy)
-    assert any("sftpipe.util.fs imports sftpipe.runs.store" in p and "may not import layer 'runs'" in p
-               for p in problems)
+    assert any(
+        "sftpipe.util.fs imports sftpipe.runs.store" in p and "may not import layer 'runs'" in p
+        for p in problems
+    )
 
 
 def test_a_cycle_inside_one_layer_breaks_the_contract(pkg_copy: Path):

@@ -1,4 +1,5 @@
 """Small modules: one past ~400 lines must say why at its top (habit from shared/design.md)."""
+
 from __future__ import annotations
 
 import ast

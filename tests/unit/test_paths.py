@@ -1,4 +1,5 @@
 """Every run-directory and run-history file name is spelled in exactly one module: sftpipe/paths.py."""
+
 from __future__ import annotations
 
 import re
@@ -7,11 +8,30 @@ from pathlib import Path
 from sftpipe import paths
 
 WORKFLOW = Path(__file__).resolve().parents[2] / "workflow"
-RUN_FILES = [paths.RUN_RECORD, paths.STOP_REQUEST, paths.STOP_REASON, paths.HEARTBEAT, paths.EVENTS,
-             paths.CHECKPOINT_INDEX, paths.CODE_DIFF, paths.ENVIRONMENT, paths.DATASET_FINGERPRINT, paths.LF_YAML,
-             paths.RESOLVED_CONFIG, paths.MANIFEST, paths.METRICS_JSON, paths.METRICS_JSONL, paths.LOSS_PLOT,
-             paths.WRITEBACK_MARKER, paths.RECORD_MARKER, paths.TRAINER_STATE, paths.TRAINER_LOG,
-             paths.TRAIN_RESULTS, paths.ALL_RESULTS, paths.INDEX_PATH.name]
+RUN_FILES = [
+    paths.RUN_RECORD,
+    paths.STOP_REQUEST,
+    paths.STOP_REASON,
+    paths.HEARTBEAT,
+    paths.EVENTS,
+    paths.CHECKPOINT_INDEX,
+    paths.CODE_DIFF,
+    paths.ENVIRONMENT,
+    paths.DATASET_FINGERPRINT,
+    paths.LF_YAML,
+    paths.RESOLVED_CONFIG,
+    paths.MANIFEST,
+    paths.METRICS_JSON,
+    paths.METRICS_JSONL,
+    paths.LOSS_PLOT,
+    paths.WRITEBACK_MARKER,
+    paths.RECORD_MARKER,
+    paths.TRAINER_STATE,
+    paths.TRAINER_LOG,
+    paths.TRAIN_RESULTS,
+    paths.ALL_RESULTS,
+    paths.INDEX_PATH.name,
+]
 
 
 def _code_files() -> list[Path]:

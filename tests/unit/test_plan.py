@@ -1,4 +1,5 @@
 """The Snakefile's planner (sftpipe.plan): which runs and datasets one invocation builds, and what reruns them."""
+
 from __future__ import annotations
 
 import copy
@@ -53,8 +54,11 @@ def test_two_variants_into_one_run_dir_are_refused(root, raw):
 
 
 def test_one_dataset_name_defined_twice_is_refused(root, raw):
-    _write_variant(root, "other-data", "runtime_info:\n  input:\n    conversion: {min_score: 0.9}\n"
-                                       "    training: {output_dir: other-run}\n")
+    _write_variant(
+        root,
+        "other-data",
+        "runtime_info:\n  input:\n    conversion: {min_score: 0.9}\n    training: {output_dir: other-run}\n",
+    )
     with pytest.raises(ConfigError, match="define dataset"):
         plan.build({**raw, "variants": "base,other-data"}, root)
 
@@ -105,7 +109,11 @@ def test_rerun_triggers(root, raw):
 def test_train_resources(root, raw):
     cfg = plan.build(raw, root).runs["demo-run"]
     cpu = plan.train_resources(cfg)
-    assert cpu["gres"] == "" and cpu["tasks_per_gpu"] == 0 and cpu["threads"] == cfg.infrastructure["n_gpus_per_node"]
+    assert (
+        cpu["gres"] == ""
+        and cpu["tasks_per_gpu"] == 0
+        and cpu["threads"] == cfg.infrastructure["n_gpus_per_node"]
+    )
     gpu_raw = copy.deepcopy(raw)
     infra = gpu_raw["runtime_info"]["input"].setdefault("infrastructure", {})
     infra.update(accelerator="cuda", n_nodes=2, n_gpus_per_node=8)

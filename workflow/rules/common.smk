@@ -28,15 +28,13 @@ envvars:
 
 
 # Every job runs `sft` from the locked training environment (meta_info.environment.sft_uv), or from
-# the environment running Snakemake when that one is not built. The path is spelled out in each command
-# instead of changing PATH: loading the workflow has no side effects.
+# the environment running Snakemake when that one is not built. Each job's shell puts it first on PATH
+# (SLURM jobs too); the workflow's own process and PATH are left alone: loading it has no side effects.
 _ENV_BIN = Path(PLAN.env_dir) / "bin"
-SFT = str(
-    (
-        (_ENV_BIN if (_ENV_BIN / "sft").exists() else Path(sys.executable).parent)
-        / "sft"
-    ).resolve()
-)
+_SFT_BIN = (
+    _ENV_BIN if (_ENV_BIN / "sft").exists() else Path(sys.executable).parent
+).resolve()
+shell.prefix(f'set -euo pipefail; export PATH="{_SFT_BIN}:$PATH"; ')
 CONFIG_FILE = workflow.configfiles[0] if workflow.configfiles else "config/config.yaml"
 
 DATASET_INFO = str(sftpaths.DATASET_INFO)

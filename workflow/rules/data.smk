@@ -29,7 +29,7 @@ rule convert:
         conversion=conversion_params,
         config_args=data_config_args,
     shell:
-        "{SFT} convert-config {params.config_args} --lf {output.lf} --im {output.im} --stats {output.stats}"
+        "sft convert-config {params.config_args} --lf {output.lf} --im {output.im} --stats {output.stats}"
         " --report {output.report} --report-txt {output.report_txt} > {log} 2>&1"
 
 
@@ -47,7 +47,7 @@ rule register:
         config_args=data_config_args,
         dataset_info=DATASET_INFO,
     shell:
-        "{SFT} register {params.config_args} --dataset-info {params.dataset_info} --marker {output} > {log} 2>&1"
+        "sft register {params.config_args} --dataset-info {params.dataset_info} --marker {output} > {log} 2>&1"
 
 
 rule tokenize:
@@ -71,4 +71,4 @@ rule tokenize:
         tokenization=tokenize_params,
         config_args=tokenize_config_args,
     shell:
-        "{SFT} tokenize {params.config_args} --out {output} > {log} 2>&1"
+        "sft tokenize {params.config_args} --out {output} > {log} 2>&1"

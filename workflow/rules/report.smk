@@ -19,7 +19,7 @@ rule metrics:
     params:
         run_dir=run_dir_of,
     shell:
-        "{SFT} metrics {params.run_dir} --write --out-json {output.summary}"
+        "sft metrics {params.run_dir} --write --out-json {output.summary}"
         " --out-jsonl {output.series} > {log} 2>&1"
 
 
@@ -40,7 +40,7 @@ rule plot:
     params:
         run_dir=run_dir_of,
     shell:
-        "{SFT} plot {params.run_dir} --metrics {input} --out {output} > {log} 2>&1"
+        "sft plot {params.run_dir} --metrics {input} --out {output} > {log} 2>&1"
 
 
 rule writeback:
@@ -57,7 +57,7 @@ rule writeback:
     params:
         config_args=run_config_args,
     shell:
-        "{SFT} writeback {params.config_args} --manifest {input.manifest} --metrics {input.metrics}"
+        "sft writeback {params.config_args} --manifest {input.manifest} --metrics {input.metrics}"
         " --plot {input.plot} --marker {output} > {log} 2>&1"
 
 
@@ -74,5 +74,5 @@ rule record:
     params:
         config_args=run_config_args,
     shell:
-        "{SFT} record {params.config_args} --manifest {input.manifest} --writeback {input.writeback}"
+        "sft record {params.config_args} --manifest {input.manifest} --writeback {input.writeback}"
         " --marker {output} > {log} 2>&1"

@@ -9,7 +9,7 @@ rule build_tiny_model:
         str(sftpaths.rule_log("build_tiny_model", "{name}")),
     localrule: True
     shell:
-        "{SFT} build-tiny-model --out $(dirname {output}) > {log} 2>&1"
+        "sft build-tiny-model --out $(dirname {output}) > {log} 2>&1"
 
 
 rule train:
@@ -41,5 +41,5 @@ rule train:
         training=training_params,
         config_args=run_config_args,
     shell:
-        "{SFT} train {params.config_args} --tokenized '{input.tokenized}' --manifest {output.manifest}"
+        "sft train {params.config_args} --tokenized '{input.tokenized}' --manifest {output.manifest}"
         " > {log} 2>&1"

@@ -4,6 +4,7 @@ The rules are keyed by `{run}` (run name = basename of training.output_dir) and 
 so several variants train in one invocation and share a dataset when they agree on it. Everything a
 rule's params contain is derived here, so what triggers a rerun is decided in one place.
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,11 +22,30 @@ from sftpipe.paths import MODEL_ROOT, VARIANTS_DIR
 BASE = "base"  # the active profile's name in `--config variants=base,lr5`
 # LLaMA-Factory arguments that change the tokenized rows (see llamafactory-notes: pre-tokenization).
 TOKENIZATION_KEYS = (
-    "template", "cutoff_len", "train_on_prompt", "mask_history", "packing", "neat_packing", "tool_format",
-    "default_system", "enable_thinking", "val_size", "seed", "max_samples", "dataset", "eval_dataset",
-    "mix_strategy", "interleave_probs", "ignore_pad_token_for_loss", "use_fast_tokenizer",
-    "split_special_tokens", "new_special_tokens", "model_name_or_path", "stage",
+    "template",
+    "cutoff_len",
+    "train_on_prompt",
+    "mask_history",
+    "packing",
+    "neat_packing",
+    "tool_format",
+    "default_system",
+    "enable_thinking",
+    "val_size",
+    "seed",
+    "max_samples",
+    "dataset",
+    "eval_dataset",
+    "mix_strategy",
+    "interleave_probs",
+    "ignore_pad_token_for_loss",
+    "use_fast_tokenizer",
+    "split_special_tokens",
+    "new_special_tokens",
+    "model_name_or_path",
+    "stage",
 )
+
 
 @dataclass
 class Plan:
@@ -44,8 +64,11 @@ def requested_variants(raw: dict[str, Any], root: Path) -> list[str]:
         names = many if isinstance(many, list) else str(many).split(",")
         names = [n.strip() for n in names if n.strip()]
         if names == ["all"]:
-            names = [BASE] + sorted(p.stem for p in (root / VARIANTS_DIR).glob("*.yaml")
-                                    if not p.name.endswith(".output.yaml") and _same_accelerator(raw, p))
+            names = [BASE] + sorted(
+                p.stem
+                for p in (root / VARIANTS_DIR).glob("*.yaml")
+                if not p.name.endswith(".output.yaml") and _same_accelerator(raw, p)
+            )
         return names
     return [raw.get("variant") or BASE]
 
@@ -53,8 +76,11 @@ def requested_variants(raw: dict[str, Any], root: Path) -> list[str]:
 def _same_accelerator(raw: dict[str, Any], variant_file: Path) -> bool:
     """`variants=all` means the variants for this machine: a cuda production profile (e.g.
     qwen3-8b-128k) is not trained by the CPU demo's `all`; name it explicitly to run it."""
+
     def accel(data: dict[str, Any]) -> str | None:
-        return ((data.get("runtime_info") or {}).get("input") or {}).get("infrastructure", {}).get("accelerator")
+        return (
+            ((data.get("runtime_info") or {}).get("input") or {}).get("infrastructure", {}).get("accelerator")
+        )
 
     try:
         own = accel(read_yaml(variant_file))
@@ -74,15 +100,19 @@ def build(raw: dict[str, Any], root: Path) -> Plan:
         cfg = RunConfig(resolve(base, root, variant="" if name == BASE else name), root)
         other = plan.runs.get(cfg.run_name)
         if other is not None:
-            problems.append(f"variants {other.variant or BASE!r} and {cfg.variant or BASE!r} both train into "
-                            f"{cfg.run_dir}: give one a different training.output_dir")
+            problems.append(
+                f"variants {other.variant or BASE!r} and {cfg.variant or BASE!r} both train into "
+                f"{cfg.run_dir}: give one a different training.output_dir"
+            )
             continue
         plan.runs[cfg.run_name] = cfg
         problems += run_link_problems(cfg)
         known = plan.datasets.setdefault(cfg.data_name, cfg)
         if known is not cfg and (dataset_identity(known) != dataset_identity(cfg)):
-            problems.append(f"variants {known.variant or BASE!r} and {cfg.variant or BASE!r} define dataset "
-                            f"{cfg.data_name!r} differently: give one a different conversion.data_name")
+            problems.append(
+                f"variants {known.variant or BASE!r} and {cfg.variant or BASE!r} define dataset "
+                f"{cfg.data_name!r} differently: give one a different conversion.data_name"
+            )
         if cfg.infrastructure["pretokenize"]:
             plan.tokenized.setdefault((cfg.data_name, tokenize_key(cfg)), cfg)
     if problems:
@@ -103,7 +133,9 @@ def run_link_problems(cfg: RunConfig) -> list[str]:
             return [f"{link} links to {os.readlink(link)}, not to training.output_dir {cfg.run_dir}"]
         return []
     if link.exists() and (not link.is_dir() or any(p.name != paths.MANIFEST for p in link.iterdir())):
-        return [f"{link} exists and is not a link to training.output_dir {cfg.run_dir}; move it or rename the run"]
+        return [
+            f"{link} exists and is not a link to training.output_dir {cfg.run_dir}; move it or rename the run"
+        ]
     return []
 
 
@@ -120,9 +152,12 @@ def cli_config_args(config_file: str, cfg: RunConfig) -> str:
 def conversion_inputs(cfg: RunConfig) -> dict[str, Any]:
     """What the converted rows depend on (conversion keys + the tokenization that measures lengths)."""
     conversion = {k: v for k, v in cfg.conversion.items() if k not in NOT_OPTIONS}
-    return {"source": cfg.source, "conversion": conversion,
-            "tokenization": {k: cfg.training.get(k) for k in ("template", "cutoff_len", "enable_thinking")},
-            "model": cfg.model_path}
+    return {
+        "source": cfg.source,
+        "conversion": conversion,
+        "tokenization": {k: cfg.training.get(k) for k in ("template", "cutoff_len", "enable_thinking")},
+        "model": cfg.model_path,
+    }
 
 
 def registered_file(cfg: RunConfig) -> list[str]:
@@ -200,4 +235,3 @@ def train_resources(cfg: RunConfig) -> dict[str, Any]:
 def targets(plan: Plan) -> list[str]:
     """The record marker of every planned run: the inputs of the `all` rule."""
     return [str(paths.run_file(run, paths.RECORD_MARKER)) for run in plan.runs]
-

@@ -34,16 +34,30 @@ def test_full_parser_still_lists_every_command():
 
 def test_a_rule_command_does_not_import_other_commands_or_layers():
     # A fresh interpreter: what `sft record --help` loads, as every small rule job pays it.
-    code = ("import sys; from sftpipe.cli import main\n"
-            "try: main(['record', '--help'])\n"
-            "except SystemExit: pass\n"
-            "print(__import__('json').dumps(sorted(m for m in sys.modules if m.startswith('sftpipe'))))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env={"PYTHONPATH": str(WORKFLOW), "PATH": ""})
+    code = (
+        "import sys; from sftpipe.cli import main\n"
+        "try: main(['record', '--help'])\n"
+        "except SystemExit: pass\n"
+        "print(__import__('json').dumps(sorted(m for m in sys.modules if m.startswith('sftpipe'))))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(WORKFLOW), "PATH": ""},
+    )
     loaded = set(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert "sftpipe.cli.pipeline" in loaded
-    for other in ("sftpipe.cli.runs", "sftpipe.cli.report", "sftpipe.cli.dashboard", "sftpipe.cli.errors",
-                  "sftpipe.training.train", "sftpipe.data.conversion.convert", "sftpipe.report.publish"):
+    for other in (
+        "sftpipe.cli.runs",
+        "sftpipe.cli.report",
+        "sftpipe.cli.dashboard",
+        "sftpipe.cli.errors",
+        "sftpipe.training.train",
+        "sftpipe.data.conversion.convert",
+        "sftpipe.report.publish",
+    ):
         assert other not in loaded, other
 
 

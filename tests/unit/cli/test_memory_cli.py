@@ -1,5 +1,6 @@
 """`sft validate`, `sft render` and `sft memory` on the qwen3-8b-128k production profile, with a
 Qwen3-8B-shaped config.json and no weights; `variants=all` on the CPU demo leaves that profile out."""
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,17 @@ VARIANT = "qwen3-8b-128k"
 @pytest.fixture()
 def root(tmp_path):
     root = make_project(tmp_path / "proj")
-    edit_config(root / f"config/variants/{VARIANT}.yaml",
-                lambda d: d["runtime_info"]["input"]["model"].__setitem__("model_name_or_path", str(FIXTURE)))
+    edit_config(
+        root / f"config/variants/{VARIANT}.yaml",
+        lambda d: d["runtime_info"]["input"]["model"].__setitem__("model_name_or_path", str(FIXTURE)),
+    )
     return root
 
 
 def sft(capsys, root, *args):
-    code = main([*args, "--root", str(root), "--config", str(root / "config/config.yaml"), "--variant", VARIANT])
+    code = main(
+        [*args, "--root", str(root), "--config", str(root / "config/config.yaml"), "--variant", VARIANT]
+    )
     return code, capsys.readouterr()
 
 
@@ -54,7 +59,9 @@ def test_memory_json_fits_and_exit_codes(root, capsys):
     assert {"per_gpu_gb", "gpu_memory_gb", "fits", "breakdown", "suggestions"} <= set(plan)
 
     variant = root / f"config/variants/{VARIANT}.yaml"
-    edit_config(variant, lambda d: d["runtime_info"]["input"]["training"].__setitem__("enable_liger_kernel", False))
+    edit_config(
+        variant, lambda d: d["runtime_info"]["input"]["training"].__setitem__("enable_liger_kernel", False)
+    )
     code, out = sft(capsys, root, "memory", "--json")
     plan = json.loads(out.out)
     assert code == 1 and not plan["fits"]
@@ -62,8 +69,10 @@ def test_memory_json_fits_and_exit_codes(root, capsys):
     code, out = sft(capsys, root, "validate")  # validation warns with the plan's numbers
     assert code == 0 and "warning: runtime_info.input.training.enable_liger_kernel: false" in out.out
 
-    edit_config(variant, lambda d: d["runtime_info"]["input"]["model"].__setitem__("model_name_or_path",
-                                                                                   str(root / "config")))
+    edit_config(
+        variant,
+        lambda d: d["runtime_info"]["input"]["model"].__setitem__("model_name_or_path", str(root / "config")),
+    )
     code, out = sft(capsys, root, "memory")
     assert code == 2 and "no config.json" in out.err
 

@@ -1,4 +1,5 @@
 """Schema + cross-field validation of config.yaml: every error names its key path."""
+
 from __future__ import annotations
 
 import copy
@@ -53,14 +54,17 @@ def test_unknown_key_names_path_and_suggests(root, raw):
     assert "'job_dri'" in msg and "did you mean 'job_dir'" in msg
 
 
-@pytest.mark.parametrize("key,value,expect", [
-    ("template", "qwen4", "runtime_info.input.training.template: expected one of"),
-    ("stage", "sftt", "runtime_info.input.training.stage: expected one of"),
-    ("flash_attn", "fa3", "runtime_info.input.training.flash_attn: expected one of"),
-    ("rope_scaling", "yarnn", "runtime_info.input.training.rope_scaling"),
-    ("cutoff_len", "long", "runtime_info.input.training.cutoff_len: 'long' is not of type 'integer'"),
-    ("overwrite_output_dir", True, "runtime_info.input.training.overwrite_output_dir: must be False"),
-])
+@pytest.mark.parametrize(
+    "key,value,expect",
+    [
+        ("template", "qwen4", "runtime_info.input.training.template: expected one of"),
+        ("stage", "sftt", "runtime_info.input.training.stage: expected one of"),
+        ("flash_attn", "fa3", "runtime_info.input.training.flash_attn: expected one of"),
+        ("rope_scaling", "yarnn", "runtime_info.input.training.rope_scaling"),
+        ("cutoff_len", "long", "runtime_info.input.training.cutoff_len: 'long' is not of type 'integer'"),
+        ("overwrite_output_dir", True, "runtime_info.input.training.overwrite_output_dir: must be False"),
+    ],
+)
 def test_enum_and_type_errors(root, raw, key, value, expect):
     raw["runtime_info"]["input"]["training"][key] = value
     assert any(p.startswith(expect) for p in problems(raw, root)), problems(raw, root)
@@ -86,7 +90,9 @@ def test_required_fields_per_source_type(root, raw):
     src.update(type="local_lf", lf_path="nope.json")
     assert problems(raw, root) == ["runtime_info.input.source.lf_path: file 'nope.json' does not exist"]
     src.update(type="harbor_job", job_dir="")
-    assert problems(raw, root)[0].startswith("runtime_info.input.source.job_dir: required for source.type harbor_job")
+    assert problems(raw, root)[0].startswith(
+        "runtime_info.input.source.job_dir: required for source.type harbor_job"
+    )
     src.update(job_dir="missing/job")
     assert "does not exist" in problems(raw, root)[0]
 
@@ -100,8 +106,10 @@ def test_trajectories_dir_feeds_job_dir(root, raw):
 
 def test_deepspeed_file_must_exist(root, raw):
     raw["runtime_info"]["input"]["training"]["deepspeed"] = "artifacts/training_config/deepspeed/nope.json"
-    expected = ("runtime_info.input.training.deepspeed: DeepSpeed config "
-                "'artifacts/training_config/deepspeed/nope.json' does not exist")
+    expected = (
+        "runtime_info.input.training.deepspeed: DeepSpeed config "
+        "'artifacts/training_config/deepspeed/nope.json' does not exist"
+    )
     assert problems(raw, root) == [expected]
 
 
@@ -147,7 +155,8 @@ def test_training_hash_ignores_logging_but_not_lr(root, raw):
 def test_variant_overrides_merge_and_cannot_set_output(root, raw):
     (root / "config/variants").mkdir(exist_ok=True)
     (root / "config/variants/lr5.yaml").write_text(
-        "runtime_info:\n  input:\n    training:\n      learning_rate: 5.0e-5\n      output_dir: lr5-run\n")
+        "runtime_info:\n  input:\n    training:\n      learning_rate: 5.0e-5\n      output_dir: lr5-run\n"
+    )
     cfg = sc.RunConfig(sc.resolve(raw, root, "lr5"), root)
     assert cfg.training["learning_rate"] == 5e-5 and cfg.variant == "lr5"
     assert cfg.training["template"] == raw["runtime_info"]["input"]["training"]["template"]
@@ -160,5 +169,6 @@ def test_template_enum_matches_llamafactory_registry():
     from llamafactory.data.template import TEMPLATES
 
     schema_enum = sc.load_schema()["properties"]["runtime_info"]["properties"]["input"]["properties"][
-        "training"]["properties"]["template"]["enum"]
+        "training"
+    ]["properties"]["template"]["enum"]
     assert sorted(schema_enum) == sorted(TEMPLATES)

@@ -1,4 +1,5 @@
 """Config mistakes are one clear line each, caught by `sft validate` and by loading the workflow (issue 11 §5)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,25 +37,36 @@ def test_broken_yaml_is_one_line_with_file_line_column(root, capsys):
 
 
 def test_broken_variant_yaml_names_the_variant_file(root, capsys):
-    (root / paths.VARIANTS_DIR / "broken.yaml").write_text("runtime_info:\n  input:\n    training: {lr: [1,\n")
+    (root / paths.VARIANTS_DIR / "broken.yaml").write_text(
+        "runtime_info:\n  input:\n    training: {lr: [1,\n"
+    )
     code = main(["validate", "--root", str(root), "--variant", "broken"])
     err = capsys.readouterr().err
     assert code == 2 and "broken.yaml:" in err and "not valid YAML" in err
 
 
 def test_misspelled_training_key_is_caught_with_a_suggestion(root, capsys):
-    edit_config(root / paths.DEFAULT_CONFIG,
-                lambda d: d["runtime_info"]["input"]["training"].__setitem__("learning_rat", 1e-5))
-    with pytest.raises(ConfigError, match=r"learning_rat: unknown LLaMA-Factory argument \(did you mean "
-                                          r"'learning_rate'\?\)"):
+    edit_config(
+        root / paths.DEFAULT_CONFIG,
+        lambda d: d["runtime_info"]["input"]["training"].__setitem__("learning_rat", 1e-5),
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"learning_rat: unknown LLaMA-Factory argument \(did you mean "
+        r"'learning_rate'\?\)",
+    ):
         load(paths.DEFAULT_CONFIG, root)
     assert main(["validate", "--root", str(root), "--json"]) == 2
     assert "did you mean 'learning_rate'" in capsys.readouterr().out
 
 
 def test_real_llamafactory_arguments_pass(root):
-    edit_config(root / paths.DEFAULT_CONFIG, lambda d: d["runtime_info"]["input"]["training"].update(
-        {"neftune_noise_alpha": 5, "lr_scheduler_type": "cosine", "weight_decay": 0.01}))
+    edit_config(
+        root / paths.DEFAULT_CONFIG,
+        lambda d: d["runtime_info"]["input"]["training"].update(
+            {"neftune_noise_alpha": 5, "lr_scheduler_type": "cosine", "weight_decay": 0.01}
+        ),
+    )
     load(paths.DEFAULT_CONFIG, root)
 
 
@@ -67,10 +79,18 @@ def test_lf_argument_list_matches_the_installed_llamafactory():
 
 
 def test_snakemake_refuses_the_typo_before_any_job(root):
-    edit_config(root / paths.DEFAULT_CONFIG,
-                lambda d: d["runtime_info"]["input"]["training"].__setitem__("learning_rat", 1e-5))
+    edit_config(
+        root / paths.DEFAULT_CONFIG,
+        lambda d: d["runtime_info"]["input"]["training"].__setitem__("learning_rat", 1e-5),
+    )
     snakemake = Path(sys.executable).with_name("snakemake")
-    proc = subprocess.run([str(snakemake), "-n", "--cores", "1"], cwd=root, capture_output=True, text=True,
-                          timeout=300, check=False)
+    proc = subprocess.run(
+        [str(snakemake), "-n", "--cores", "1"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "did you mean 'learning_rate'" in proc.stdout + proc.stderr

@@ -1,4 +1,5 @@
 """The dashboard's JSON API over real run files and a real conversion, through Starlette's TestClient."""
+
 from __future__ import annotations
 
 import json
@@ -31,18 +32,29 @@ def root(tmp_path: Path) -> Path:
         write_checkpoint(done, step, LOSSES, EVALS, 5)
     (done / "run_config.yaml").write_text(
         "runtime_info:\n  input:\n    credentials:\n      wandb_api_key: " + SECRET + "\n"
-        "    training:\n      learning_rate: 1.0e-4\n")
+        "    training:\n      learning_rate: 1.0e-4\n"
+    )
     (done / "code.diff").write_text("+WANDB_API_KEY=" + SECRET + "\n")
     (done / "environment.json").write_text(json.dumps({"python": "3.11"}))
     RunStore(done).log_event("INFO", "run started", variant="lr_low")
     (tmp_path / "artifacts/logs").mkdir()
-    (tmp_path / "artifacts/logs/a.log").write_text("".join(f"line {i}\n" for i in range(300))
-                                                   + f"api_key={SECRET}\n")
-    add_entry(tmp_path, done, status="completed", variant="lr_low", log="artifacts/logs/a.log",
-              completed_at=run_index.utc_now(), final_loss=2.2)
+    (tmp_path / "artifacts/logs/a.log").write_text(
+        "".join(f"line {i}\n" for i in range(300)) + f"api_key={SECRET}\n"
+    )
+    add_entry(
+        tmp_path,
+        done,
+        status="completed",
+        variant="lr_low",
+        log="artifacts/logs/a.log",
+        completed_at=run_index.utc_now(),
+        final_loss=2.2,
+    )
     failed = tmp_path / "artifacts/model/b"
     failed.mkdir()
-    (failed / "run_config.yaml").write_text("runtime_info:\n  input:\n    training:\n      learning_rate: 3.0e-4\n")
+    (failed / "run_config.yaml").write_text(
+        "runtime_info:\n  input:\n    training:\n      learning_rate: 3.0e-4\n"
+    )
     add_entry(tmp_path, failed, status="failed", data_name="other", error="CUDA out of memory at step 3")
     live = tmp_path / "artifacts/model/c"
     rid = add_entry(tmp_path, live)
@@ -66,16 +78,20 @@ def _cli_json(capsys: pytest.CaptureFixture, *argv: str) -> object:
 def test_api_runs_is_exactly_sft_runs_json(root, client, capsys):
     assert client.get("/api/runs").json() == _cli_json(capsys, "runs", "--root", str(root), "--json")
     assert [r["id"] for r in client.get("/api/runs").json()] == ["run_003", "run_002", "run_001"]
-    for query, argv in (("status=failed", ["--status", "failed"]), ("variant=lr_low", ["--variant", "lr_low"]),
-                        ("data=other", ["--data", "other"])):
+    for query, argv in (
+        ("status=failed", ["--status", "failed"]),
+        ("variant=lr_low", ["--variant", "lr_low"]),
+        ("data=other", ["--data", "other"]),
+    ):
         got = client.get("/api/runs?" + query).json()
         assert got == _cli_json(capsys, "runs", "--root", str(root), "--json", *argv) and len(got) == 1
 
 
 def test_api_run_is_exactly_sft_status_json(root, client, capsys):
     for rid in ("run_001", "run_002", "run_003"):
-        assert client.get(f"/api/runs/{rid}").json() == _cli_json(capsys, "status", rid, "--root", str(root),
-                                                                   "--json")
+        assert client.get(f"/api/runs/{rid}").json() == _cli_json(
+            capsys, "status", rid, "--root", str(root), "--json"
+        )
     live = client.get("/api/runs/run_003").json()
     assert live["status"] == "running" and live["progress"]["step"] == 4
     assert client.get("/api/runs/b").json()["error"] == "CUDA out of memory at step 3"  # by run name too
@@ -91,7 +107,9 @@ def test_checkpoints_mark_best_and_latest(client):
     c = client.get("/api/runs/run_001/checkpoints").json()
     assert c["metric"] == "eval_loss" and (c["best_step"], c["latest_step"]) == (4, 4)
     assert [(r["step"], r["complete"], r["best"], r["latest"]) for r in c["checkpoints"]] == [
-        (2, True, False, False), (4, True, True, True)]
+        (2, True, False, False),
+        (4, True, True, True),
+    ]
 
 
 def test_events_log_tail_and_records_are_redacted(client):
@@ -101,7 +119,11 @@ def test_events_log_tail_and_records_are_redacted(client):
     assert log["text"].splitlines()[:2] == ["line 298", "line 299"] and log["truncated"]
     rec = client.get("/api/runs/run_001/records").json()
     body = json.dumps(rec) + log["text"]
-    assert SECRET not in body and "<redacted>" in rec["config"]["text"] and "<redacted>" in rec["code_diff"]["text"]
+    assert (
+        SECRET not in body
+        and "<redacted>" in rec["config"]["text"]
+        and "<redacted>" in rec["code_diff"]["text"]
+    )
     assert json.loads(rec["environment"]["text"]) == {"python": "3.11"} and rec["dataset"] is None
     assert client.get("/api/runs/run_002/records").json()["error"] == "CUDA out of memory at step 3"
 
@@ -128,7 +150,12 @@ def test_bad_requests_are_clear_json_errors(client):
 @pytest.fixture
 def data_root(root: Path) -> Path:
     """The bundled Harbor job converted for real (selection=resolved: the unresolved trial is skipped)."""
-    convert_job(REPO / "config/demo/harbor_job", root / "artifacts/data", "demo", ConversionOptions(keep_subagents=True))
+    convert_job(
+        REPO / "config/demo/harbor_job",
+        root / "artifacts/data",
+        "demo",
+        ConversionOptions(keep_subagents=True),
+    )
     return root
 
 
@@ -166,10 +193,20 @@ def test_the_dashboard_writes_nothing(data_root, client):
         return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in data_root.rglob("*")}
 
     before = snapshot()
-    for path in ("/api/runs", "/api/runs/run_001", "/api/runs/run_003/series", "/api/runs/run_001/checkpoints",
-                 "/api/runs/run_001/events", "/api/runs/run_001/log", "/api/runs/run_001/records",
-                 "/api/compare?runs=run_001,run_003", "/api/data", "/api/data/demo", "/api/data/demo/samples",
-                 "/api/data/demo/samples/0"):
+    for path in (
+        "/api/runs",
+        "/api/runs/run_001",
+        "/api/runs/run_003/series",
+        "/api/runs/run_001/checkpoints",
+        "/api/runs/run_001/events",
+        "/api/runs/run_001/log",
+        "/api/runs/run_001/records",
+        "/api/compare?runs=run_001,run_003",
+        "/api/data",
+        "/api/data/demo",
+        "/api/data/demo/samples",
+        "/api/data/demo/samples/0",
+    ):
         assert client.get(path).status_code == 200, path
     assert snapshot() == before
 

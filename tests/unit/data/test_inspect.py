@@ -1,5 +1,6 @@
 """Token view and dataset checks on real files: the demo data, captured Harbor jobs converted with `sft convert`,
 and the tiny Qwen3 tokenizer, through LLaMA-Factory's own template and supervised processor."""
+
 from __future__ import annotations
 
 import copy
@@ -30,15 +31,32 @@ def root(tmp_path_factory, tiny_model_dir) -> Path:
     root = make_project(tmp_path_factory.mktemp("inspect") / "proj")
     shutil.copytree(tiny_model_dir, root / DEMO_MODEL)
     for scaffold in SCAFFOLDS:
-        code = main(["convert", "--job-dir", str(REPO / "tests/fixtures/harbor_jobs" / scaffold),
-                     "--data-name", f"cap_{scaffold.replace('-', '_')}", "--out-dir", str(root / "artifacts/data"),
-                     "--selection", "all", "--exclude-repos-file", "", "--tokenizer-path", "", "--workers", "1"])
+        code = main(
+            [
+                "convert",
+                "--job-dir",
+                str(REPO / "tests/fixtures/harbor_jobs" / scaffold),
+                "--data-name",
+                f"cap_{scaffold.replace('-', '_')}",
+                "--out-dir",
+                str(root / "artifacts/data"),
+                "--selection",
+                "all",
+                "--exclude-repos-file",
+                "",
+                "--tokenizer-path",
+                "",
+                "--workers",
+                "1",
+            ]
+        )
         assert code == 0
     return root
 
 
-def make_cfg(root: Path, lf_path: str = DEMO_ROWS, training: dict | None = None,
-             conversion: dict | None = None) -> RunConfig:
+def make_cfg(
+    root: Path, lf_path: str = DEMO_ROWS, training: dict | None = None, conversion: dict | None = None
+) -> RunConfig:
     raw = read_yaml(root / "config/config.yaml")
     inp = raw["runtime_info"]["input"]
     inp["source"].update(type="local_lf", lf_path=lf_path)
@@ -74,7 +92,7 @@ def test_render_sample_is_lf_supervised_output(root):
     assert all(a["end"] == b["start"] for a, b in zip(out["turns"], out["turns"][1:]))
     # prompts masked, targets trained, each target ends with a trained <|im_end|>
     for turn in out["turns"]:
-        toks = out["tokens"][turn["start"]:turn["end"]]
+        toks = out["tokens"][turn["start"] : turn["end"]]
         if turn["kind"] == "prompt":
             assert not any(t["trained"] for t in toks)
         else:
@@ -143,21 +161,32 @@ def test_end_token_in_the_prompt_part_fails(root, monkeypatch):
     name = "sft_test_end_in_prompt"
     register_template(
         name=name,
-        format_user=StringFormatter(slots=["<|im_end|>\n<|im_start|>user\n{{content}}<|im_end|>\n<|im_start|>assistant\n"]),
+        format_user=StringFormatter(
+            slots=["<|im_end|>\n<|im_start|>user\n{{content}}<|im_end|>\n<|im_start|>assistant\n"]
+        ),
         format_assistant=StringFormatter(slots=["{{content}}"]),
         format_function=FunctionFormatter(slots=["{{content}}"], tool_format="qwen"),
         format_observation=StringFormatter(
-            slots=[("<|im_end|>\n<|im_start|>user\n<tool_response>\n{{content}}\n</tool_response><|im_end|>\n"
-                    "<|im_start|>assistant\n")]),
+            slots=[
+                (
+                    "<|im_end|>\n<|im_start|>user\n<tool_response>\n{{content}}\n</tool_response><|im_end|>\n"
+                    "<|im_start|>assistant\n"
+                )
+            ]
+        ),
         format_tools=ToolFormatter(tool_format="qwen"),
-        stop_words=["<|im_end|>"], replace_eos=True)
+        stop_words=["<|im_end|>"],
+        replace_eos=True,
+    )
     monkeypatch.setitem(TEMPLATES, name, TEMPLATES.pop(name))
     cfg = make_cfg(root, training={"template": "qwen3_nothink"}, conversion={"reasoning": "keep"})
     cfg.training["template"] = name  # not in the schema's list: set after validation
     report = inspect_dataset(cfg)
     check = by_name(report)["end_token_trained"]
     assert not check["ok"] and check["count"] == check["total"] > 0
-    ok = inspect_dataset(make_cfg(root, training={"template": "qwen3_nothink"}, conversion={"reasoning": "keep"}))
+    ok = inspect_dataset(
+        make_cfg(root, training={"template": "qwen3_nothink"}, conversion={"reasoning": "keep"})
+    )
     assert by_name(ok)["end_token_trained"]["ok"]
 
 
@@ -165,8 +194,10 @@ def test_row_with_no_trainable_tokens_fails(root):
     """A long prompt and a cutoff that leaves the answer no room: LF keeps the row, with every label masked."""
     rows = load_rows(root / DEMO_ROWS)
     long_prompt = copy.deepcopy(rows[0])
-    long_prompt["conversations"] = [{"from": "human", "value": "fix the parser please " * 300},
-                                    {"from": "gpt", "value": "Done: the parser now handles empty values."}]
+    long_prompt["conversations"] = [
+        {"from": "human", "value": "fix the parser please " * 300},
+        {"from": "gpt", "value": "Done: the parser now handles empty values."},
+    ]
     cfg = make_cfg(root, training={"cutoff_len": 16})
     out = render_sample(cfg, long_prompt)
     assert out["n_tokens"] == 16 and out["n_trained"] == 0 and out["truncated"]
@@ -197,23 +228,40 @@ def test_trained_tool_outputs_and_unrenderable_rows_fail(root):
 
 
 def test_allowed_checks_do_not_fail(root):
-    cfg = make_cfg(root, training={"enable_thinking": False},
-                   conversion={"allow_failed_checks": ["reasoning_policy"]})
+    cfg = make_cfg(
+        root, training={"enable_thinking": False}, conversion={"allow_failed_checks": ["reasoning_policy"]}
+    )
     report = inspect_dataset(cfg)
     assert report["ok"] and not by_name(report)["reasoning_policy"]["ok"] and not failed_checks(report)
 
 
 def test_sft_inspect_cli(root):
     variant = root / "config/variants/nothink.yaml"
-    variant.write_text("runtime_info:\n  input:\n    source: {type: local_lf, lf_path: config/demo/lf_demo.json}\n"
-                       "    conversion: {data_name: demo_nothink, over_cutoff: keep}\n"
-                       "    training: {enable_thinking: false, output_dir: nothink}\n")
+    variant.write_text(
+        "runtime_info:\n  input:\n    source: {type: local_lf, lf_path: config/demo/lf_demo.json}\n"
+        "    conversion: {data_name: demo_nothink, over_cutoff: keep}\n"
+        "    training: {enable_thinking: false, output_dir: nothink}\n"
+    )
     sft = [str(BIN / "sft")]
-    proc = subprocess.run([*sft, "inspect", "demo_nothink", "--json"], cwd=root, env=env(), capture_output=True,
-                          text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [*sft, "inspect", "demo_nothink", "--json"],
+        cwd=root,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert by_name(report)["reasoning_policy"]["ok"] is False and report["data_name"] == "demo_nothink"
-    proc = subprocess.run([*sft, "inspect", "no_such_data"], cwd=root, env=env(), capture_output=True, text=True,
-                          timeout=300, check=False)
+    proc = subprocess.run(
+        [*sft, "inspect", "no_such_data"],
+        cwd=root,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 2 and "no_such_data" in proc.stderr

@@ -1,4 +1,5 @@
 """dataset_info.json registration for the three source types."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ def root(tmp_path):
 def cfg_with(root, **source):
     """The shipped config switched to the bundled sharegpt file (local_lf) unless `source` says otherwise."""
     raw = sc.read_yaml(root / "config/config.yaml")
-    raw["runtime_info"]["input"]["source"].update({"type": "local_lf", "lf_path": "config/demo/lf_demo.json",
-                                                   **source})
+    raw["runtime_info"]["input"]["source"].update(
+        {"type": "local_lf", "lf_path": "config/demo/lf_demo.json", **source}
+    )
     raw["runtime_info"]["input"]["conversion"]["data_name"] = "demo_sft"
     return raw
 

@@ -1,4 +1,5 @@
 """The tiny Qwen3-architecture model: loadable, Qwen3 special tokens, chat template == LF's qwen3 render."""
+
 from __future__ import annotations
 
 import json
@@ -99,8 +100,13 @@ def _openai_messages(row: dict, empty_think: bool = False) -> tuple[list[dict], 
             content = prefix + sep if sep else think
             calls = json.loads(payload)
             calls = calls if isinstance(calls, list) else [calls]
-            msgs.append({"role": "assistant", "content": content,
-                         "tool_calls": [{"type": "function", "function": c} for c in calls]})
+            msgs.append(
+                {
+                    "role": "assistant",
+                    "content": content,
+                    "tool_calls": [{"type": "function", "function": c} for c in calls],
+                }
+            )
         else:  # observation: parallel results joined in one value
             msgs += [{"role": "tool", "content": part} for part in value.split(PARALLEL_SEP)]
     return msgs, (json.loads(row["tools"]) if row["tools"] else None)
@@ -132,9 +138,11 @@ def test_generation_prompt_and_no_thinking(tiny_model_dir: Path) -> None:
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     msgs = [{"role": "user", "content": "hi"}]
     assert tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) == (
-        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
-    assert tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, enable_thinking=False) \
-        .endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert tok.apply_chat_template(
+        msgs, tokenize=False, add_generation_prompt=True, enable_thinking=False
+    ).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
 
 
 def test_cli_builds_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -153,7 +161,12 @@ def test_qwen3_06b_preset_has_qwen3_06b_shapes(tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer, Qwen3ForCausalLM
 
     cfg = _model_config(PRESETS["qwen3-0.6b"], AutoTokenizer.from_pretrained(tiny_model_dir))
-    assert (cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size) == (151936, 1024, 28, 3072)
+    assert (cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size) == (
+        151936,
+        1024,
+        28,
+        3072,
+    )
     assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim) == (16, 8, 128)
     with torch.device("meta"):
         model = Qwen3ForCausalLM(cfg)

@@ -1,4 +1,5 @@
 """CPU-only LLaMA-Factory checks: argument parsing, template registry, tokenization report."""
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,17 @@ DS_Z3 = REPO / "artifacts" / "training_config" / "deepspeed" / "ds_z3_config.jso
 
 def base_cfg(model_dir: Path, dataset_dir: Path = DEMO_DIR, **over) -> dict:
     cfg = {
-        "model_name_or_path": str(model_dir), "stage": "sft", "do_train": True, "finetuning_type": "full",
-        "dataset": "lf_demo", "dataset_dir": str(dataset_dir), "template": "qwen3_nothink", "cutoff_len": 1024,
-        "output_dir": "/nonexistent/run", "per_device_train_batch_size": 1, "learning_rate": 1.0e-4,
+        "model_name_or_path": str(model_dir),
+        "stage": "sft",
+        "do_train": True,
+        "finetuning_type": "full",
+        "dataset": "lf_demo",
+        "dataset_dir": str(dataset_dir),
+        "template": "qwen3_nothink",
+        "cutoff_len": 1024,
+        "output_dir": "/nonexistent/run",
+        "per_device_train_batch_size": 1,
+        "learning_rate": 1.0e-4,
         "report_to": "none",
     }
     cfg.update(over)
@@ -38,23 +47,35 @@ def test_template_registry() -> None:
 
 def test_gpu_config_parses_on_cpu_without_creating_anything(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    parsed = parse_train_args(base_cfg(tiny_model_dir, output_dir=str(out), bf16=True, deepspeed=str(DS_Z3),
-                                       flash_attn="fa2", enable_liger_kernel=True, rope_scaling="yarn"))
+    parsed = parse_train_args(
+        base_cfg(
+            tiny_model_dir,
+            output_dir=str(out),
+            bf16=True,
+            deepspeed=str(DS_Z3),
+            flash_attn="fa2",
+            enable_liger_kernel=True,
+            rope_scaling="yarn",
+        )
+    )
     assert parsed.finetuning_args.finetuning_type == "full" and parsed.data_args.cutoff_len == 1024
     assert set(parsed.dropped) == {"bf16", "deepspeed", "enable_liger_kernel"}
     assert not out.exists()  # parsing writes nothing
 
 
-@pytest.mark.parametrize(("over", "key"), [
-    ({"template": "qwen3-nothink"}, "template"),
-    ({"stage": "sfft"}, "stage"),
-    ({"flash_attn": "fa9"}, "flash_attn"),
-    ({"rope_scaling": "yarnn"}, "rope_scaling"),
-    ({"learning_rate": "1e-4"}, "learning_rate"),
-    ({"cutoff_len": 10.5}, "cutoff_len"),
-    ({"bf16": "yes"}, "bf16"),
-    ({"finetunning_type": "full"}, "finetunning_type"),
-])
+@pytest.mark.parametrize(
+    ("over", "key"),
+    [
+        ({"template": "qwen3-nothink"}, "template"),
+        ({"stage": "sfft"}, "stage"),
+        ({"flash_attn": "fa9"}, "flash_attn"),
+        ({"rope_scaling": "yarnn"}, "rope_scaling"),
+        ({"learning_rate": "1e-4"}, "learning_rate"),
+        ({"cutoff_len": 10.5}, "cutoff_len"),
+        ({"bf16": "yes"}, "bf16"),
+        ({"finetunning_type": "full"}, "finetunning_type"),
+    ],
+)
 def test_bad_values_name_the_key(tiny_model_dir: Path, over: dict, key: str) -> None:
     with pytest.raises(LFConfigError, match=key):
         parse_train_args(base_cfg(tiny_model_dir, **over))
@@ -102,14 +123,18 @@ def test_demo_token_stats(demo_report: tuple[dict, Path]) -> None:
     assert report["splits"] == {"train": len(rows)}
 
 
-def test_tokenized_dataset_is_what_lf_training_loads(demo_report: tuple[dict, Path], tiny_model_dir: Path) -> None:
+def test_tokenized_dataset_is_what_lf_training_loads(
+    demo_report: tuple[dict, Path], tiny_model_dir: Path
+) -> None:
     from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
     from llamafactory.model import load_tokenizer
 
     report, tok_dir = demo_report
     assert (tok_dir / "dataset_dict.json").is_file()
     # what a training run does with `tokenized_path` set: load it, ignoring the data keys
-    args = parse_train_args(base_cfg(tiny_model_dir, tokenized_path=str(tok_dir), output_dir=str(tok_dir.parent / "o")))
+    args = parse_train_args(
+        base_cfg(tiny_model_dir, tokenized_path=str(tok_dir), output_dir=str(tok_dir.parent / "o"))
+    )
     tok = load_tokenizer(args.model_args)
     template = get_template_and_fix_tokenizer(tok["tokenizer"], args.data_args)
     module = get_dataset(template, args.model_args, args.data_args, args.training_args, stage="sft", **tok)
@@ -130,8 +155,11 @@ def _dataset_with(tmp_path: Path, extra_rows: list[dict]) -> Path:
 
 
 def test_role_order_error_is_counted_not_silent(tiny_model_dir: Path, tmp_path: Path) -> None:
-    bad = {"conversations": [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}],
-           "system": "s", "tools": ""}
+    bad = {
+        "conversations": [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}],
+        "system": "s",
+        "tools": "",
+    }
     odd = {"conversations": [{"from": "human", "value": "a"}], "system": "s", "tools": ""}
     report = tokenize_dataset(base_cfg(tiny_model_dir, _dataset_with(tmp_path, [bad, odd])))
     assert report["rows_in"] == 5 and report["rows_out"] == 3
@@ -139,8 +167,13 @@ def test_role_order_error_is_counted_not_silent(tiny_model_dir: Path, tmp_path: 
 
 
 def test_malformed_tools_value_raises_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
-    bad = {"conversations": [{"from": "human", "value": "a"},
-                             {"from": "function_call", "value": '{"name": "bash", "arguments": {"command": "ls"}}'}],
-           "system": "s", "tools": "[{not json"}
+    bad = {
+        "conversations": [
+            {"from": "human", "value": "a"},
+            {"from": "function_call", "value": '{"name": "bash", "arguments": {"command": "ls"}}'},
+        ],
+        "system": "s",
+        "tools": "[{not json",
+    }
     with pytest.raises(LFDatasetError, match="LLaMA-Factory failed on the dataset"):
         tokenize_dataset(base_cfg(tiny_model_dir, _dataset_with(tmp_path, [bad])))

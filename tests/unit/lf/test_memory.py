@@ -1,4 +1,5 @@
 """Memory plan: Qwen3-8B-shaped config.json only (no weights), the issue-10 "done means" cases."""
+
 from __future__ import annotations
 
 import copy
@@ -38,8 +39,16 @@ def test_profile_as_shipped_fits_on_80gb():
     plan = memory_plan(profile())
     assert plan["fits"] and plan["per_gpu_gb"] <= plan["gpu_memory_gb"] == 80
     assert plan["suggestions"] == []
-    assert set(plan["breakdown"]) == {"params", "grads", "optimizer", "activations_checkpointed",
-                                      "recompute_working_set", "logits_loss", "zero3_buckets", "framework_reserve"}
+    assert set(plan["breakdown"]) == {
+        "params",
+        "grads",
+        "optimizer",
+        "activations_checkpointed",
+        "recompute_working_set",
+        "logits_loss",
+        "zero3_buckets",
+        "framework_reserve",
+    }
     assert plan["per_gpu_gb"] == pytest.approx(sum(plan["breakdown"].values()), abs=0.05)
 
 
@@ -57,7 +66,9 @@ def test_131072_without_liger_does_not_fit_and_suggests_liger_first():
 
 
 def test_8192_fits_even_without_liger():
-    assert memory_plan(profile(cutoff_len=8192, enable_liger_kernel=False, use_unsloth_gc=False, n_nodes=1))["fits"]
+    assert memory_plan(profile(cutoff_len=8192, enable_liger_kernel=False, use_unsloth_gc=False, n_nodes=1))[
+        "fits"
+    ]
 
 
 def test_zero3_model_states_8b_on_8_gpus_about_16gb():
@@ -70,8 +81,9 @@ def test_zero3_model_states_8b_on_8_gpus_about_16gb():
 def test_offload_and_zero_stage_and_eager_attention():
     offload = memory_plan(profile(deepspeed="artifacts/training_config/deepspeed/ds_z3_offload_config.json"))
     assert offload["breakdown"]["optimizer"] == offload["breakdown"]["params"] == 0
-    z2 = memory_plan(profile(deepspeed="artifacts/training_config/deepspeed/ds_z2_config.json",
-                             cutoff_len=8192, n_nodes=1))
+    z2 = memory_plan(
+        profile(deepspeed="artifacts/training_config/deepspeed/ds_z2_config.json", cutoff_len=8192, n_nodes=1)
+    )
     assert z2["breakdown"]["params"] == pytest.approx(16.4, abs=0.1)  # ZeRO-2 replicates the 16-bit params
     assert z2["breakdown"]["zero3_buckets"] == 0
     sdpa = memory_plan(profile(cutoff_len=8192))["breakdown"]["recompute_working_set"]

@@ -1,4 +1,5 @@
 """`sft compare`: config differences (credentials never shown), key metrics, overlay PNG."""
+
 from __future__ import annotations
 
 import json
@@ -16,16 +17,26 @@ SECRET = "hf_UNIQUE_compare_secret_123"
 def _run(root, name, lr, losses, creds):
     run = root / "artifacts/model" / name
     write_log(run, log_lines(losses, {4: min(losses.values()) + 0.1}, total=4))
-    cfg = {"runtime_info": {"input": {"training": {"learning_rate": lr, "cutoff_len": 1024, "save_steps": 2},
-                                      "credentials": creds, "experiment": {"wandb_api_key_note": SECRET}},
-                            "output": {"final_loss": 1.0}}, "variant": name}
+    cfg = {
+        "runtime_info": {
+            "input": {
+                "training": {"learning_rate": lr, "cutoff_len": 1024, "save_steps": 2},
+                "credentials": creds,
+                "experiment": {"wandb_api_key_note": SECRET},
+            },
+            "output": {"final_loss": 1.0},
+        },
+        "variant": name,
+    }
     (run / "run_config.yaml").write_text(yaml.safe_dump(cfg))
     return add_entry(root, run, status="completed")
 
 
 @pytest.fixture
 def two_runs(tmp_path):
-    a = _run(tmp_path, "base", 1e-4, {1: 3.0, 2: 2.5, 3: 2.2, 4: 2.0}, {"hf_token": SECRET, "wandb_api_key": ""})
+    a = _run(
+        tmp_path, "base", 1e-4, {1: 3.0, 2: 2.5, 3: 2.2, 4: 2.0}, {"hf_token": SECRET, "wandb_api_key": ""}
+    )
     b = _run(tmp_path, "hot", 1e-3, {1: 3.0, 2: 2.0, 3: 1.6, 4: 1.5}, {"hf_token": "<redacted>"})
     return tmp_path, a, b
 

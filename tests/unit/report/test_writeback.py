@@ -1,4 +1,5 @@
 """writeback.write_output_block: only runtime_info.output changes, byte for byte."""
+
 from __future__ import annotations
 
 import os
@@ -55,8 +56,15 @@ credentials:
 
 NEW = {
     "checkpoint_path": "artifacts/model/run1/checkpoint-6/",
-    "training_metrics": {"final_loss": 4.5667, "train_runtime": 7.5, "total_steps": 6, "lr_last": 1e-05,
-                         "tiny": 1e-300, "big": 1e20, "missing": None},
+    "training_metrics": {
+        "final_loss": 4.5667,
+        "train_runtime": 7.5,
+        "total_steps": 6,
+        "lr_last": 1e-05,
+        "tiny": 1e-300,
+        "big": 1e20,
+        "missing": None,
+    },
     "artifacts": {"train_results": "artifacts/model/run1/train_results.json", "plot": "a: b # not a comment"},
     "training_curves": {"wandb_run_id": "0123"},
     "flags": [True, "yes", "1.5"],
@@ -77,7 +85,9 @@ def test_present_block_replaced_rest_byte_identical(tmp_path: Path) -> None:
     path = _write(tmp_path, HEAD + OUTPUT_BLOCK + TAIL)
     write_output_block(path, NEW)
     text = path.read_text()
-    assert text.startswith(HEAD + "  output:                          # written back after a successful run\n")
+    assert text.startswith(
+        HEAD + "  output:                          # written back after a successful run\n"
+    )
     assert text.endswith(TAIL)
     assert "inner comment" not in text and "old/checkpoint-2" not in text
     assert _read_output(path) == NEW
@@ -95,8 +105,10 @@ def test_idempotent(tmp_path: Path) -> None:
     assert path.read_bytes() == first
 
 
-@pytest.mark.parametrize("empty", ["  output: {}\n", "  output:\n", "  output: {}   # filled by the pipeline\n",
-                                   "  output: null\n"])
+@pytest.mark.parametrize(
+    "empty",
+    ["  output: {}\n", "  output:\n", "  output: {}   # filled by the pipeline\n", "  output: null\n"],
+)
 def test_present_but_empty(tmp_path: Path, empty: str) -> None:
     path = _write(tmp_path, HEAD + empty + TAIL)
     write_output_block(path, NEW)
@@ -160,12 +172,15 @@ def test_mode_kept_and_symlink_written_through(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("runtime_info: {input: {a: 1}, output: {}}\n", "flow-style"),
-    ("meta_info: {}\n", "no 'runtime_info'"),
-    ("runtime_info:\n  input: [1,\n", "not valid YAML"),
-    ("runtime_info:\n  input: 1\n  input: 2\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("runtime_info: {input: {a: 1}, output: {}}\n", "flow-style"),
+        ("meta_info: {}\n", "no 'runtime_info'"),
+        ("runtime_info:\n  input: [1,\n", "not valid YAML"),
+        ("runtime_info:\n  input: 1\n  input: 2\n", "not valid YAML"),
+    ],
+)
 def test_refused_configs_left_untouched(tmp_path: Path, text: str, message: str) -> None:
     path = _write(tmp_path, text)
     before = path.read_bytes(), path.stat().st_mtime_ns

@@ -1,4 +1,5 @@
 """Checkpoint table, best-checkpoint choice and the rotation guard (hand-written LF run files)."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,11 @@ def run(tmp_path):
 def test_table_has_metrics_at_each_step(run):
     rows = bc.checkpoint_table(run)
     assert [(r["step"], r["complete"], r["loss"], r["eval_loss"]) for r in rows] == [
-        (2, True, 2.5, 2.6), (4, True, 2.1, 2.2), (6, True, 1.9, 2.4), (8, False, 1.8, 2.5)]
+        (2, True, 2.5, 2.6),
+        (4, True, 2.1, 2.2),
+        (6, True, 1.9, 2.4),
+        (8, False, 1.8, 2.5),
+    ]
     assert rows[3]["problem"] == "no model weights" and rows[0]["time"].endswith("Z")
 
 

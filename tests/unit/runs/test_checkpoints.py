@@ -1,4 +1,5 @@
 """Checkpoint completeness and the run-directory policy of the train stage."""
+
 from __future__ import annotations
 
 import json

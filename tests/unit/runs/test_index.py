@@ -1,4 +1,5 @@
 """run_index: append-only run history with fixed field order, safe under concurrent writers."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -14,8 +15,14 @@ from sftpipe.runs.index import FIELDS, HEADER, RunIndexError, append_entry, read
 
 
 def _entry(**kw) -> dict:
-    return {"variant": "default", "status": "running", "run_dir": "artifacts/model/r", "started_at":
-            "2026-11-21T06:00:00Z", "data_name": "demo", **kw}
+    return {
+        "variant": "default",
+        "status": "running",
+        "run_dir": "artifacts/model/r",
+        "started_at": "2026-11-21T06:00:00Z",
+        "data_name": "demo",
+        **kw,
+    }
 
 
 def test_append_assigns_ids_and_keeps_field_order(tmp_path: Path) -> None:
@@ -46,8 +53,13 @@ def test_update_rewrites_only_that_entry(tmp_path: Path) -> None:
         append_entry(index, _entry())
     before = index.read_text()
     first_two = before[: before.index("- id: run_003")]
-    updated = update_entry(index, "run_003", status="failed", exit_code=1,
-                           error="Traceback (most recent call last):\n  x\nRuntimeError: boom\n")
+    updated = update_entry(
+        index,
+        "run_003",
+        status="failed",
+        exit_code=1,
+        error="Traceback (most recent call last):\n  x\nRuntimeError: boom\n",
+    )
     after = index.read_text()
     assert after.startswith("# my header, keep me\n# second line\n")
     assert after.startswith(first_two)
@@ -55,7 +67,7 @@ def test_update_rewrites_only_that_entry(tmp_path: Path) -> None:
     e = read_entries(index)[2]
     assert e["error"].endswith("RuntimeError: boom\n") and e["exit_code"] == 1
     # Updating a middle entry leaves the entries after it byte-identical too.
-    tail = after[after.index("- id: run_003"):]
+    tail = after[after.index("- id: run_003") :]
     update_entry(index, "run_002", status="completed", exit_code=0, final_loss=1.25)
     final = index.read_text()
     assert final.startswith(first_two[: first_two.index("- id: run_002")]) and final.endswith(tail)
@@ -102,9 +114,20 @@ def test_corrupt_index_is_refused(tmp_path: Path) -> None:
         read_entries(index)
 
 
-@pytest.mark.parametrize(("code", "status"), [(0, "completed"), (130, "interrupted"), (143, "interrupted"),
-                                              (-2, "interrupted"), (-15, "interrupted"), (1, "failed"),
-                                              (137, "failed"), (-9, "failed"), (2, "failed")])
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (0, "completed"),
+        (130, "interrupted"),
+        (143, "interrupted"),
+        (-2, "interrupted"),
+        (-15, "interrupted"),
+        (1, "failed"),
+        (137, "failed"),
+        (-9, "failed"),
+        (2, "failed"),
+    ],
+)
 def test_status_from_exit_code(code: int, status: str) -> None:
     assert status_from_exit_code(code) == status
 
@@ -155,7 +178,12 @@ def test_number_like_strings_stay_strings_for_any_yaml_reader(tmp_path: Path) ->
     append_entry(index, _entry(config_hash="123e4", git_commit="0123", slurm_job_id="42", variant="yes"))
     for doc in (pyyaml.safe_load(index.read_text()), YAML(typ="safe", pure=True).load(index.read_text())):
         e = doc[0]
-        assert (e["config_hash"], e["git_commit"], e["slurm_job_id"], e["variant"]) == ("123e4", "0123", "42", "yes")
+        assert (e["config_hash"], e["git_commit"], e["slurm_job_id"], e["variant"]) == (
+            "123e4",
+            "0123",
+            "42",
+            "yes",
+        )
 
 
 def test_cli_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -164,13 +192,19 @@ def test_cli_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     index = tmp_path / "index.yaml"
     append_entry(index, _entry())
     append_entry(index, _entry(variant="lr-sweep"))
-    update_entry(index, "run_002", status="completed", exit_code=0, final_loss=0.5,
-                 checkpoint_path="artifacts/model/r/checkpoint-6/")
-    argv = (["history", "--index", str(index), "--last", "1"])
+    update_entry(
+        index,
+        "run_002",
+        status="completed",
+        exit_code=0,
+        final_loss=0.5,
+        checkpoint_path="artifacts/model/r/checkpoint-6/",
+    )
+    argv = ["history", "--index", str(index), "--last", "1"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "run_002" in out and "0.5000" in out and "run_001" not in out
-    argv = (["history", "--index", str(index), "--json"])
+    argv = ["history", "--index", str(index), "--json"]
     assert main(argv) == 0
     assert [e["status"] for e in json.loads(capsys.readouterr().out)] == ["running", "completed"]
     index.write_text("- id: [\n")

@@ -1,4 +1,5 @@
 """Run records: events, heartbeat, environment, dataset fingerprint, code diff; never a credential."""
+
 from __future__ import annotations
 
 import hashlib
@@ -37,7 +38,9 @@ def test_heartbeat_thread_beats_and_closes(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         live = json.loads((tmp_path / paths.HEARTBEAT).read_text())
-        assert live["alive"] is True and live["run_id"] == "run_007" and abs(live["unix_time"] - time.time()) < 5
+        assert (
+            live["alive"] is True and live["run_id"] == "run_007" and abs(live["unix_time"] - time.time()) < 5
+        )
     final = json.loads((tmp_path / paths.HEARTBEAT).read_text())
     assert final["alive"] is False and not hb._thread.is_alive()
 
@@ -53,10 +56,14 @@ def test_environment_info_reports_installed_versions(tmp_path):
 
 
 def test_dataset_fingerprint_of_the_lf_file(tmp_path):
-    rows = [{"conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": "a"}]} for i in range(3)]
+    rows = [
+        {"conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": "a"}]}
+        for i in range(3)
+    ]
     (tmp_path / "d.json").write_text(json.dumps(rows))
-    (tmp_path / "dataset_info.json").write_text(json.dumps({"d": {"file_name": "d.json", "formatting": "sharegpt"},
-                                                            "hub": {"hf_hub_url": "org/ds"}}))
+    (tmp_path / "dataset_info.json").write_text(
+        json.dumps({"d": {"file_name": "d.json", "formatting": "sharegpt"}, "hub": {"hf_hub_url": "org/ds"}})
+    )
     fp = records.dataset_fingerprint(tmp_path, "d")
     assert fp["rows"] == 3 and fp["size_bytes"] == (tmp_path / "d.json").stat().st_size
     assert fp["sha256"] == hashlib.sha256((tmp_path / "d.json").read_bytes()).hexdigest()
@@ -103,8 +110,10 @@ def test_start_records_hold_no_credential(project_with_secret):
     assert ds["sha256"] == hashlib.sha256(lf_file.read_bytes()).hexdigest()
     assert ds["rows"] == len(json.loads(lf_file.read_text()))
     assert RunStore(run_dir).read_events()[0]["message"] == "run started"
-    assert all((run_dir / name).is_file() for name in (paths.CODE_DIFF, paths.ENVIRONMENT, paths.DATASET_FINGERPRINT,
-                                                       paths.EVENTS))
+    assert all(
+        (run_dir / name).is_file()
+        for name in (paths.CODE_DIFF, paths.ENVIRONMENT, paths.DATASET_FINGERPRINT, paths.EVENTS)
+    )
     assert fingerprint["sha256"] == json.loads((run_dir / paths.DATASET_FINGERPRINT).read_text())["sha256"]
 
     leaks = [p for p in (root / "artifacts").rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
@@ -121,7 +130,9 @@ def test_end_records_index_checkpoints_and_log_the_end(tmp_path):
     records.write_end_records(RunStore(tmp_path), "crashed", -9)
     index = [json.loads(line) for line in (tmp_path / paths.CHECKPOINT_INDEX).read_text().splitlines()]
     assert [(c["step"], c["complete"], c["loss"], c["eval_loss"]) for c in index] == [
-        (2, True, 2.5, 2.6), (3, False, 2.5, None)]
+        (2, True, 2.5, 2.6),
+        (3, False, 2.5, None),
+    ]
     end = RunStore(tmp_path).read_events()[-1]
     assert end["level"] == "WARNING" and end["message"] == "run ended"
     assert end["data"] == {"status": "crashed", "exit_code": -9, "checkpoints": 2, "complete_checkpoints": 1}

@@ -1,4 +1,5 @@
 """Status derivation, live progress, run resolution, reconcile, `sft status` / `sft runs`."""
+
 from __future__ import annotations
 
 import json
@@ -53,6 +54,7 @@ def test_progress_dedupes_resumed_steps_and_computes_rates(root):
     assert p["tokens_per_second"] == 256.0  # 5 * 512 tokens / 10 s
     # EMA over the deduplicated losses 3.0, 2.8, 2.45 (the resumed value), 2.4, 2.2
     from sftpipe.runs.metrics import ema
+
     assert p["loss_ema"] == pytest.approx(ema([3.0, 2.8, 2.45, 2.4, 2.2], run_status.EMA_WEIGHT)[-1])
     assert p["latest_checkpoint_step"] == 2  # checkpoint-4 is incomplete
 

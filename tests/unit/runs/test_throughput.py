@@ -1,4 +1,5 @@
 """throughput.py: the FLOPs formula and MFU on hand-computed numbers, N against a real model's parameters."""
+
 from __future__ import annotations
 
 import json
@@ -15,12 +16,30 @@ from sftpipe.runs.throughput import (
     throughput,
 )
 
-QWEN3_8B = {"model_type": "qwen3", "hidden_size": 4096, "num_hidden_layers": 36, "num_attention_heads": 32,
-            "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 12288, "vocab_size": 151936,
-            "tie_word_embeddings": False, "attention_bias": False}
-TINY = {"model_type": "qwen3", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 128, "vocab_size": 6144,
-        "tie_word_embeddings": True, "attention_bias": False}
+QWEN3_8B = {
+    "model_type": "qwen3",
+    "hidden_size": 4096,
+    "num_hidden_layers": 36,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "intermediate_size": 12288,
+    "vocab_size": 151936,
+    "tie_word_embeddings": False,
+    "attention_bias": False,
+}
+TINY = {
+    "model_type": "qwen3",
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "intermediate_size": 128,
+    "vocab_size": 6144,
+    "tie_word_embeddings": True,
+    "attention_bias": False,
+}
 
 
 def test_qwen3_8b_matmul_parameters_by_hand() -> None:
@@ -41,8 +60,9 @@ def test_flops_per_token_6n_plus_causal_attention() -> None:
 
 def test_mfu_by_hand() -> None:
     shape = {"n_params": 1_000_000_000, "n_layers": 10, "d_attn": 1000}
-    out = throughput(tokens=1_000_000, runtime_s=100.0, world_size=8, shape=shape, seq_len=1000.0,
-                     peak_tflops=500.0)
+    out = throughput(
+        tokens=1_000_000, runtime_s=100.0, world_size=8, shape=shape, seq_len=1000.0, peak_tflops=500.0
+    )
     assert out["tokens_per_second_per_gpu"] == 1250.0  # 1e6 / 100 s / 8 GPUs
     assert out["model_flops_per_token"] == 6.06e9  # 6e9 + 6 * 10 * 1000 * 1000
     assert out["achieved_tflops_per_gpu"] == pytest.approx(7.575)  # 1250 * 6.06e9 / 1e12
@@ -69,9 +89,17 @@ def test_n_matches_a_real_model_minus_the_input_embedding() -> None:
 
 
 def test_moe_counts_only_routed_experts() -> None:
-    moe = {"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
-           "head_dim": 4, "vocab_size": 10, "num_experts": 4, "num_experts_per_tok": 2,
-           "moe_intermediate_size": 3}
+    moe = {
+        "hidden_size": 8,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "head_dim": 4,
+        "vocab_size": 10,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 3,
+    }
     # attention 8*8*4 = 256; experts 2 * 3*8*3 = 144; router 8*4 = 32; norms 16; final norm 8; head 80
     assert model_shape(moe)["n_params"] == 256 + 144 + 32 + 16 + 8 + 80
 
@@ -81,10 +109,22 @@ def test_bad_config_is_a_clear_error() -> None:
         model_shape({"hidden_size": 8, "num_attention_heads": 2, "vocab_size": 10, "intermediate_size": 4})
 
 
-@pytest.mark.parametrize(("name", "tflops"), [
-    ("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H200", 989.4),
-    ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA L40S", 362.05), ("NVIDIA L4", 121.0), ("NVIDIA A10", 125.0),
-    ("NVIDIA GH200 480GB", 989.4), ("Tesla V100-SXM2-32GB", None), (None, None), ("", None)])
+@pytest.mark.parametrize(
+    ("name", "tflops"),
+    [
+        ("NVIDIA H100 80GB HBM3", 989.4),
+        ("NVIDIA H100 PCIe", 756.0),
+        ("NVIDIA H200", 989.4),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("NVIDIA L40S", 362.05),
+        ("NVIDIA L4", 121.0),
+        ("NVIDIA A10", 125.0),
+        ("NVIDIA GH200 480GB", 989.4),
+        ("Tesla V100-SXM2-32GB", None),
+        (None, None),
+        ("", None),
+    ],
+)
 def test_peak_table_by_gpu_name(name: str | None, tflops: float | None) -> None:
     assert peak_tflops_for(name) == tflops
 
@@ -98,10 +138,12 @@ def _run_dir(tmp: Path, accelerator: str, gpu: str | None, peak: float | None = 
     run.mkdir(parents=True)
     (run / "llamafactory_config.yaml").write_text(
         "model_name_or_path: artifacts/base_models/m\nper_device_train_batch_size: 1\n"
-        "gradient_accumulation_steps: 2\ncutoff_len: 8192\n")
+        "gradient_accumulation_steps: 2\ncutoff_len: 8192\n"
+    )
     (run / "run_config.yaml").write_text(
         "runtime_info:\n  input:\n    infrastructure:\n"
-        f"      accelerator: {accelerator}\n      peak_tflops_per_gpu: {'null' if peak is None else peak}\n")
+        f"      accelerator: {accelerator}\n      peak_tflops_per_gpu: {'null' if peak is None else peak}\n"
+    )
     (run / "run.json").write_text(json.dumps({"world": {"world_size": 8}}))
     (run / "environment.json").write_text(json.dumps({"gpus": [{"name": gpu}] if gpu else []}))
     return run
@@ -115,8 +157,9 @@ def test_run_records_give_world_model_and_peak(tmp_path: Path) -> None:
     assert out["tokens_per_second_per_gpu"] == 160 * 8192 / 100 / 8
     assert out["mfu"] == pytest.approx(1638.4 * 52_658_190_336 / 989.4e12)
     assert out["peak_gpu_memory_gb"] is None and out["warnings"] == []
-    overridden = run_throughput(_run_dir(tmp_path / "b", "cuda", "NVIDIA H100 80GB HBM3", peak=1000.0),
-                                160 * 8192, 100.0, 10)
+    overridden = run_throughput(
+        _run_dir(tmp_path / "b", "cuda", "NVIDIA H100 80GB HBM3", peak=1000.0), 160 * 8192, 100.0, 10
+    )
     assert overridden["mfu"] == pytest.approx(1638.4 * 52_658_190_336 / 1000e12)
     cpu = run_throughput(_run_dir(tmp_path / "c", "cpu", None), 160 * 8192, 100.0, 10)
     assert cpu["mfu"] is None and cpu["tokens_per_second_per_gpu"] == 1638.4
@@ -127,14 +170,21 @@ def test_run_records_give_world_model_and_peak(tmp_path: Path) -> None:
 def test_peak_memory_per_rank(tmp_path: Path) -> None:
     d = tmp_path / "rank_memory"
     d.mkdir()
+
     def rank(r: int, gpu: float | None, rss: float) -> str:
         return json.dumps({"rank": r, "peak_gpu_memory_bytes": gpu, "peak_rss_bytes": rss})
 
     (d / "rank_0.json").write_text(rank(0, 70e9, 9e9))
     (d / "rank_1.json").write_text(rank(1, 72.5e9, 8e9))
-    assert peak_memory_per_rank(tmp_path) == {"peak_gpu_memory_gb_per_rank": [70.0, 72.5],
-                                              "peak_gpu_memory_gb": 72.5, "peak_rss_gb": 9.0}
+    assert peak_memory_per_rank(tmp_path) == {
+        "peak_gpu_memory_gb_per_rank": [70.0, 72.5],
+        "peak_gpu_memory_gb": 72.5,
+        "peak_rss_gb": 9.0,
+    }
     (d / "rank_0.json").write_text(rank(0, None, 1e9))
     (d / "rank_1.json").write_text("{not json")
-    assert peak_memory_per_rank(tmp_path) == {"peak_gpu_memory_gb_per_rank": None, "peak_gpu_memory_gb": None,
-                                              "peak_rss_gb": 1.0}
+    assert peak_memory_per_rank(tmp_path) == {
+        "peak_gpu_memory_gb_per_rank": None,
+        "peak_gpu_memory_gb": None,
+        "peak_rss_gb": 1.0,
+    }

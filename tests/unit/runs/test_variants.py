@@ -1,4 +1,5 @@
 """`sft variants`: variant files (not their .output.yaml), run dir, last status, invalid ones reported."""
+
 from __future__ import annotations
 
 import json
@@ -16,14 +17,22 @@ def test_variants_listing(tmp_path, capsys):
     vdir.mkdir(parents=True, exist_ok=True)
     for old in vdir.glob("*.yaml"):
         old.unlink()
-    (vdir / "lr_high.yaml").write_text("runtime_info:\n  input:\n    training:\n      learning_rate: 3.0e-3\n")
-    (vdir / "lr_high.output.yaml").write_text("runtime_info:\n  output:\n    checkpoint_path: artifacts/model/x/"
-                                              "checkpoint-8/\n")
+    (vdir / "lr_high.yaml").write_text(
+        "runtime_info:\n  input:\n    training:\n      learning_rate: 3.0e-3\n"
+    )
+    (vdir / "lr_high.output.yaml").write_text(
+        "runtime_info:\n  output:\n    checkpoint_path: artifacts/model/x/checkpoint-8/\n"
+    )
     (vdir / "broken.yaml").write_text("runtime_info:\n  input:\n    training:\n      cutoff_len: 40000\n")
     (vdir / "never.yaml").write_text("runtime_info:\n  input:\n    training:\n      save_steps: 2\n")
     add_entry(root, root / "artifacts/model/demo_sft-lr_high", status="failed", variant="lr_high")
-    last = add_entry(root, root / "artifacts/model/demo_sft-lr_high", status="completed", variant="lr_high",
-                     final_loss=1.25)
+    last = add_entry(
+        root,
+        root / "artifacts/model/demo_sft-lr_high",
+        status="completed",
+        variant="lr_high",
+        final_loss=1.25,
+    )
 
     rows = {r["variant"]: r for r in list_variants(root)}
     assert set(rows) == {"lr_high", "broken", "never"}

@@ -1,4 +1,5 @@
 """sftpipe.slurm.launch pieces that need no cluster (the real-cluster tests: tests/cluster/test_pipeline_slurm.py)."""
+
 from __future__ import annotations
 
 import json
@@ -32,32 +33,62 @@ def test_guard_fires_once_at_the_margin():
 
 def test_guard_without_a_limit_never_fires():
     fired: list[float] = []
-    guard = slurm_launch.TimeLimitGuard("1", 120.0, fired.append, poll_s=0.01, time_left=lambda _j: None).start()
+    guard = slurm_launch.TimeLimitGuard(
+        "1", 120.0, fired.append, poll_s=0.01, time_left=lambda _j: None
+    ).start()
     time.sleep(0.1)
     guard.cancel()
     assert fired == []
 
 
 def test_node_exec_adds_rank_before_the_module_and_finds_loopback():
-    env = {"NODE_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "15001", "SFT_NETWORK_INTERFACE": "",
-           "SFT_ACCELERATOR": "cuda"}
-    cmd = slurm_launch.node_exec(["torchrun", "--nnodes=2", "--nproc_per_node=4", "-m", "sftpipe.training.lf_entry", "c.yaml"],
-                                 env)
-    assert cmd == ["torchrun", "--nnodes=2", "--nproc_per_node=4", "--node_rank=1", "-m", "sftpipe.training.lf_entry",
-                   "c.yaml"]
+    env = {
+        "NODE_RANK": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "15001",
+        "SFT_NETWORK_INTERFACE": "",
+        "SFT_ACCELERATOR": "cuda",
+    }
+    cmd = slurm_launch.node_exec(
+        ["torchrun", "--nnodes=2", "--nproc_per_node=4", "-m", "sftpipe.training.lf_entry", "c.yaml"], env
+    )
+    assert cmd == [
+        "torchrun",
+        "--nnodes=2",
+        "--nproc_per_node=4",
+        "--node_rank=1",
+        "-m",
+        "sftpipe.training.lf_entry",
+        "c.yaml",
+    ]
     assert env["GLOO_SOCKET_IFNAME"] == "lo" and env["NCCL_SOCKET_IFNAME"] == "lo"
 
 
 def test_node_exec_rank_goes_before_the_training_module_not_pythons_own_m():
-    cmd = slurm_launch.node_exec(["python", "-m", "torch.distributed.run", "--nnodes=2", "-m", "sftpipe.training.lf_entry",
-                                  "c.yaml"], {"NODE_RANK": "0", "SFT_NETWORK_INTERFACE": "eth0"})
-    assert cmd == ["python", "-m", "torch.distributed.run", "--nnodes=2", "--node_rank=0", "-m", "sftpipe.training.lf_entry",
-                   "c.yaml"]
+    cmd = slurm_launch.node_exec(
+        ["python", "-m", "torch.distributed.run", "--nnodes=2", "-m", "sftpipe.training.lf_entry", "c.yaml"],
+        {"NODE_RANK": "0", "SFT_NETWORK_INTERFACE": "eth0"},
+    )
+    assert cmd == [
+        "python",
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=2",
+        "--node_rank=0",
+        "-m",
+        "sftpipe.training.lf_entry",
+        "c.yaml",
+    ]
 
 
 def test_node_exec_configured_interface_and_user_values_win():
-    env = {"SLURM_NODEID": "0", "MASTER_ADDR": "10.0.0.1", "SFT_NETWORK_INTERFACE": "ib0",
-           "SFT_ACCELERATOR": "cpu", "GLOO_SOCKET_IFNAME": "eth9"}
+    env = {
+        "SLURM_NODEID": "0",
+        "MASTER_ADDR": "10.0.0.1",
+        "SFT_NETWORK_INTERFACE": "ib0",
+        "SFT_ACCELERATOR": "cpu",
+        "GLOO_SOCKET_IFNAME": "eth9",
+    }
     slurm_launch.node_exec(["torchrun", "-m", "x"], env)
     assert env["GLOO_SOCKET_IFNAME"] == "eth9" and "NCCL_SOCKET_IFNAME" not in env
 
@@ -68,8 +99,14 @@ def test_node_exec_needs_a_rank():
 
 
 def _job(nodes: tuple[str, ...], restarts: int = 0) -> slurm_launch.SlurmJob:
-    return slurm_launch.SlurmJob(job_id="42", nodes=nodes, master_addr="10.0.0.2", master_port=15555,
-                                 restart_count=restarts, time_limit="01:00:00")
+    return slurm_launch.SlurmJob(
+        job_id="42",
+        nodes=nodes,
+        master_addr="10.0.0.2",
+        master_port=15555,
+        restart_count=restarts,
+        time_limit="01:00:00",
+    )
 
 
 def test_launch_command_one_node_is_plain_torchrun_several_use_srun():
@@ -77,15 +114,23 @@ def test_launch_command_one_node_is_plain_torchrun_several_use_srun():
     assert slurm_launch.launch_command(torchrun, _job(("n1",))) == torchrun
     cmd = slurm_launch.launch_command(torchrun, _job(("n1", "n2")))
     assert cmd[:4] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1"]
-    assert "--overlap" in cmd and cmd[cmd.index("node-exec") - 2:cmd.index("node-exec")] == ["-m", "sftpipe.slurm.launch"]
-    assert cmd[cmd.index("node-exec") + 1:] == ["--", *torchrun]
+    assert "--overlap" in cmd and cmd[cmd.index("node-exec") - 2 : cmd.index("node-exec")] == [
+        "-m",
+        "sftpipe.slurm.launch",
+    ]
+    assert cmd[cmd.index("node-exec") + 1 :] == ["--", *torchrun]
 
 
 def test_launch_environment(tmp_path):
     cfg = load("config/config.yaml", make_project(tmp_path / "p"))
     base = {"PATH": "/bin", "SLURM_JOB_ID": "42", "SLURM_NNODES": "1", "SLURM_JOB_NODELIST": "n1"}
     one = slurm_launch.launch_environment(cfg, _job(("n1",)), base)
-    assert (one["MASTER_PORT"], one["NNODES"], one["NODE_RANK"], one["SLURM_NNODES"]) == ("15555", "1", "0", "1")
+    assert (one["MASTER_PORT"], one["NNODES"], one["NODE_RANK"], one["SLURM_NNODES"]) == (
+        "15555",
+        "1",
+        "0",
+        "1",
+    )
     two = slurm_launch.launch_environment(cfg, _job(("n1", "n2")), base)
     assert two["MASTER_ADDR"] == "10.0.0.2" and two["NNODES"] == "2" and two["SLURM_JOB_ID"] == "42"
     assert "SLURM_NNODES" not in two and "SLURM_JOB_NODELIST" not in two  # srun must see the job, not step 0

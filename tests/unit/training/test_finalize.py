@@ -1,5 +1,6 @@
 """How the launcher records the end of a run, for every way a run ends (training.train.finalize), and how
 `sft status` derives the end of a run whose launcher vanished without recording it."""
+
 from __future__ import annotations
 
 import json
@@ -28,21 +29,27 @@ def attempt(tmp_path):
 
 
 def _stop_reason(store: RunStore, requested: str | None = None, signal: str | None = None) -> None:
-    reason = {"reason": "signal", "signal": signal} if signal else \
-        {"reason": "stop_file", "requested": {"reason": requested}}
+    reason = (
+        {"reason": "signal", "signal": signal}
+        if signal
+        else {"reason": "stop_file", "requested": {"reason": requested}}
+    )
     store.write_stop_reason({**reason, "step": 2, "checkpoint": str(store.dir / "checkpoint-2")})
 
 
-@pytest.mark.parametrize(("case", "exit_code", "signal_reason", "status"), [
-    ("exit 0 after LF finished", 0, None, "completed"),
-    ("exit 0 without train_results.json", 0, None, "failed"),
-    ("non-zero exit", 1, None, "failed"),
-    ("SIGTERM to the launcher", 75, "interrupted", "interrupted"),
-    ("sft stop (stop request honoured)", 75, None, "stopped"),
-    ("SLURM time-limit guard", 75, None, "timeout"),
-    ("SLURM preemption", 75, "preempted", "preempted"),
-    ("SIGUSR1 straight to the ranks", 75, None, "timeout"),
-])
+@pytest.mark.parametrize(
+    ("case", "exit_code", "signal_reason", "status"),
+    [
+        ("exit 0 after LF finished", 0, None, "completed"),
+        ("exit 0 without train_results.json", 0, None, "failed"),
+        ("non-zero exit", 1, None, "failed"),
+        ("SIGTERM to the launcher", 75, "interrupted", "interrupted"),
+        ("sft stop (stop request honoured)", 75, None, "stopped"),
+        ("SLURM time-limit guard", 75, None, "timeout"),
+        ("SLURM preemption", 75, "preempted", "preempted"),
+        ("SIGUSR1 straight to the ranks", 75, None, "timeout"),
+    ],
+)
 def test_finalize_records_every_ending(attempt, case, exit_code, signal_reason, status):
     store = attempt.store
     if case == "exit 0 after LF finished":

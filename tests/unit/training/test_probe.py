@@ -1,4 +1,5 @@
 """The fail-fast probe's parts on real components: a real tiny model, a real arrow dataset, a real RLIMIT_AS."""
+
 from __future__ import annotations
 
 import subprocess
@@ -13,16 +14,24 @@ from sftpipe.training import fail_fast
 def test_probe_env_from_config() -> None:
     infra = {"fail_fast_probe": True, "accelerator": "cpu", "cpu_rank_memory_limit_mb": 64}
     assert fail_fast.probe_env(infra, {"cutoff_len": 2048}) == {
-        "SFT_FAIL_FAST_PROBE": "1", "SFT_PROBE_MAX_LEN": "2048", "SFT_CPU_RANK_MEMORY_LIMIT_MB": "64"}
+        "SFT_FAIL_FAST_PROBE": "1",
+        "SFT_PROBE_MAX_LEN": "2048",
+        "SFT_CPU_RANK_MEMORY_LIMIT_MB": "64",
+    }
     # the memory limit is a CPU test knob: never applied to GPU runs
     assert fail_fast.probe_env(infra | {"accelerator": "cuda"}, {"cutoff_len": 8}) == {
-        "SFT_FAIL_FAST_PROBE": "1", "SFT_PROBE_MAX_LEN": "8"}
+        "SFT_FAIL_FAST_PROBE": "1",
+        "SFT_PROBE_MAX_LEN": "8",
+    }
     assert fail_fast.probe_env({"fail_fast_probe": False, "accelerator": "cuda"}, {"cutoff_len": 8}) == {}
 
 
 def test_oom_stop_reason_maps_to_its_status(tmp_path: Path) -> None:
-    stop = {"reason": "oom_at_max_length", "message": "out of memory at the maximum length: 1 x 8",
-            "suggestion": "To make it fit: ..."}
+    stop = {
+        "reason": "oom_at_max_length",
+        "message": "out of memory at the maximum length: 1 x 8",
+        "suggestion": "To make it fit: ...",
+    }
     assert final_status(76, stop, None, finished=False) == "oom_at_max_length"
     assert final_status(76, stop, "interrupted", finished=False) == "oom_at_max_length"  # the probe's finding
     assert status_from_stop_reason(stop) == "oom_at_max_length"
@@ -50,8 +59,15 @@ def test_forward_backward_leaves_no_gradient_and_no_rng_trace() -> None:
     from sftpipe.training.probe import forward_backward
     from transformers import AutoModelForCausalLM, Qwen3Config
 
-    config = Qwen3Config(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, head_dim=16)
+    config = Qwen3Config(
+        vocab_size=512,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+    )
     model = AutoModelForCausalLM.from_config(config)
     optimizer = torch.optim.AdamW(model.parameters())
     model.eval()
@@ -90,5 +106,7 @@ except Exception as exc:
 else:
     print("fit")
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert out.stdout.strip() == "oom", out.stderr[-2000:]

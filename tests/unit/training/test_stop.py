@@ -1,4 +1,5 @@
 """`sft stop`: the stop request for an active run, refusal for ended ones, --wait."""
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,9 @@ def test_stop_writes_the_request(running, capsys):
     request = json.loads((run / STOP_FILE).read_text())
     assert request["reason"] == "stopped" and "sft stop by" in request["detail"] and request["requested_at"]
     assert action["action"] == "stop requested" and action["stop_file"] == str(run / STOP_FILE)
-    assert run_index.find_entry(root / "artifacts/index.yaml", rid)["status"] == "running"  # the run records its end
+    assert (
+        run_index.find_entry(root / "artifacts/index.yaml", rid)["status"] == "running"
+    )  # the run records its end
 
 
 def test_stop_refuses_an_ended_run(tmp_path, capsys):

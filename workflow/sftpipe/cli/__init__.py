@@ -29,8 +29,10 @@ COMMAND_MODULES = [
 # Snakemake rule job is one `sft` process, and importing all commands cost ~1 s per job (more without
 # compiled bytecode). tests/unit/cli/test_lazy_commands.py checks this table against what the modules register.
 COMMAND_MODULE = {
-    **dict.fromkeys(["validate", "render", "register", "convert-config", "tokenize", "train", "writeback",
-                     "record"], "sftpipe.cli.pipeline"),
+    **dict.fromkeys(
+        ["validate", "render", "register", "convert-config", "tokenize", "train", "writeback", "record"],
+        "sftpipe.cli.pipeline",
+    ),
     **dict.fromkeys(["dryrun", "build-tiny-model"], "sftpipe.cli.tools"),
     "memory": "sftpipe.cli.memory",
     "inspect": "sftpipe.cli.inspect",

@@ -45,14 +45,18 @@ def add_json(p: argparse.ArgumentParser) -> None:
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
     """--config, --variant and --root: which run profile a command works on."""
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"run profile (default {DEFAULT_CONFIG})")
+    p.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help=f"run profile (default {DEFAULT_CONFIG})"
+    )
     p.add_argument("--variant", default=None, help="config/variants/<name>.yaml overrides to apply")
     add_root(p)
 
 
 def add_run_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
     """The positional run reference; optional (the newest run) unless `required`."""
-    help_text = "run id (run_003), run name, or run directory" + ("" if required else " (default: the newest)")
+    help_text = "run id (run_003), run name, or run directory" + (
+        "" if required else " (default: the newest)"
+    )
     p.add_argument("run", nargs=None if required else "?", help=help_text)
 
 

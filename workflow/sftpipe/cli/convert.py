@@ -25,7 +25,6 @@ from sftpipe.data.conversion.options import (
 # Output flags -> OutputPaths fields; each overrides the --out-dir layout for its file.
 
 
-
 def _optional_bool(text: str) -> bool | None:
     return {"true": True, "false": False, "null": None, "none": None}[text.lower()]
 

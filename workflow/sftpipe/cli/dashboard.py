@@ -1,4 +1,5 @@
 """`sft dashboard`: serve the read-only web view of runs and data (localhost by default)."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,10 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8765) -> int:
     if not (root / "artifacts").is_dir() and not (root / "config").is_dir():
         raise UsageError(f"{root} has neither artifacts/ nor config/: not a project root (use --root)")
     if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: serving on {host}: anyone who can reach it reads your runs and data (no auth)",
-              file=sys.stderr)
+        print(
+            f"warning: serving on {host}: anyone who can reach it reads your runs and data (no auth)",
+            file=sys.stderr,
+        )
     print(f"sft dashboard: http://{host}:{port}/  (project {root.resolve()}; Ctrl-C stops)", flush=True)
     uvicorn.run(create_app(root), host=host, port=port, log_level="warning", access_log=False)
     return 0

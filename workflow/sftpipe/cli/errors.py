@@ -16,6 +16,17 @@ from sftpipe.training.run_dir import RunDirError
 from sftpipe.training.stop import StopError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    CommandError, ConfigError, RegistrationError, LFConfigError, LFDatasetError, PublishError, WritebackError,
-    RunIndexError, MetricsError, RunNotFound, SlurmEnvError, RunDirError, StopError,
+    CommandError,
+    ConfigError,
+    RegistrationError,
+    LFConfigError,
+    LFDatasetError,
+    PublishError,
+    WritebackError,
+    RunIndexError,
+    MetricsError,
+    RunNotFound,
+    SlurmEnvError,
+    RunDirError,
+    StopError,
 )

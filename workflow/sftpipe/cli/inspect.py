@@ -1,4 +1,5 @@
 """`sft inspect DATA_NAME`: the dataset checks of the token view (exit 0 all ok, 1 a violated check, 2 usage)."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,12 @@ def config_for_data(args: argparse.Namespace) -> RunConfig:
                 return other
             seen.append(other.data_name)
     known = ", ".join(sorted(set(seen)))
-    raise ConfigError([f"data name {args.data_name!r} is not configured by {args.config} or its variants"
-                       + f" (known: {known})"])
+    raise ConfigError(
+        [
+            f"data name {args.data_name!r} is not configured by {args.config} or its variants"
+            + f" (known: {known})"
+        ]
+    )
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -60,8 +65,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def register_cli(sub: argparse._SubParsersAction) -> None:
     from sftpipe.cli.pipeline import add_config_args
 
-    p = sub.add_parser("inspect", help="check what every sample trains on (end tokens, tool calls, reasoning, "
-                                       "masking, truncation)")
+    p = sub.add_parser(
+        "inspect",
+        help="check what every sample trains on (end tokens, tool calls, reasoning, masking, truncation)",
+    )
     p.add_argument("data_name", metavar="DATA_NAME", help="conversion.data_name of the config or a variant")
     add_config_args(p)
     p.add_argument("--json", action="store_true")

@@ -2,6 +2,7 @@
 
 Exit codes: 0 the plan fits infrastructure.gpu_memory_gb, 1 it does not, 2 config or model-config error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,11 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     """Add `sft memory`."""
     p = sub.add_parser("memory", help="per-GPU memory plan of the run (reads only the model's config.json)")
     add_config_args(p)
-    p.add_argument("--model-config", type=Path, default=None,
-                   help="directory (or file) holding the model's config.json, instead of model_name_or_path")
+    p.add_argument(
+        "--model-config",
+        type=Path,
+        default=None,
+        help="directory (or file) holding the model's config.json, instead of model_name_or_path",
+    )
     add_json(p)
     p.set_defaults(func=cmd_memory)

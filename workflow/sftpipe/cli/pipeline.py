@@ -23,7 +23,11 @@ from sftpipe.cli.common import (
 # The work of each command is imported inside it: one rule job runs one command, and importing the others'
 # layers (training, conversion, LF checks, reports) cost every small job most of its start-up.
 
-__all__ = ["add_config_args", "load_from_args", "register_cli"]  # shared flags, re-exported for command modules
+__all__ = [
+    "add_config_args",
+    "load_from_args",
+    "register_cli",
+]  # shared flags, re-exported for command modules
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -32,16 +36,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     cfg = load_from_args(args)
     warnings = config_warnings(cfg.data) + memory_warnings(cfg)
-    report = {"ok": True, "run_dir": str(cfg.run_dir), "data_name": cfg.data_name,
-              "variant": cfg.variant, "source": cfg.source["type"], "warnings": warnings,
-              "global_batch": cfg.training["per_device_train_batch_size"]
-              * cfg.training["gradient_accumulation_steps"]
-              * cfg.infrastructure["n_gpus_per_node"] * cfg.infrastructure["n_nodes"]}
+    report = {
+        "ok": True,
+        "run_dir": str(cfg.run_dir),
+        "data_name": cfg.data_name,
+        "variant": cfg.variant,
+        "source": cfg.source["type"],
+        "warnings": warnings,
+        "global_batch": cfg.training["per_device_train_batch_size"]
+        * cfg.training["gradient_accumulation_steps"]
+        * cfg.infrastructure["n_gpus_per_node"]
+        * cfg.infrastructure["n_nodes"],
+    }
     if args.json:
         print_json(report)
     else:
-        print(f"config ok: run {cfg.run_dir}, data {cfg.data_name} ({cfg.source['type']}), "
-              f"global batch {report['global_batch']}")
+        print(
+            f"config ok: run {cfg.run_dir}, data {cfg.data_name} ({cfg.source['type']}), "
+            f"global batch {report['global_batch']}"
+        )
         for w in warnings:
             print(f"warning: {w}")
     return EXIT_OK
@@ -103,8 +116,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_writeback(args: argparse.Namespace) -> int:
     from sftpipe.report.record import write_back
 
-    written = write_back(load_from_args(args), args.root / args.config, args.manifest, args.metrics, args.plot,
-                         args.marker)
+    written = write_back(
+        load_from_args(args), args.root / args.config, args.manifest, args.metrics, args.plot, args.marker
+    )
     print(f"wrote runtime_info.output of {written['target']}")
     return EXIT_OK
 
@@ -134,7 +148,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--marker", type=Path, required=True, help="registration record (the Snakemake output)")
     p.set_defaults(func=cmd_register)
 
-    p = sub.add_parser("convert-config", help="convert the Harbor job named by config.yaml (the convert rule)")
+    p = sub.add_parser(
+        "convert-config", help="convert the Harbor job named by config.yaml (the convert rule)"
+    )
     add_config_args(p)
     from sftpipe.cli.conversion_outputs import add_output_args
 
@@ -149,8 +165,12 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="run (or resume) the training job of this config")
     add_config_args(p)
     p.add_argument("--manifest", type=Path, required=True, help="written when training completes")
-    p.add_argument("--tokenized", type=Path, default=None,
-                   help="pre-tokenized dataset directory (the tokenize rule's output); empty: LF tokenizes")
+    p.add_argument(
+        "--tokenized",
+        type=Path,
+        default=None,
+        help="pre-tokenized dataset directory (the tokenize rule's output); empty: LF tokenizes",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("writeback", help="write runtime_info.output of config.yaml (or the variant's file)")

@@ -64,7 +64,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from sftpipe.report.compare import compare, format_table, plot_comparison
 
     result = compare(args.root, args.runs)
-    out = args.out or args.root / paths.COMPARE_DIR / ("_vs_".join(r["label"] for r in result["runs"]) + ".png")
+    out = args.out or args.root / paths.COMPARE_DIR / (
+        "_vs_".join(r["label"] for r in result["runs"]) + ".png"
+    )
     result["plot"] = str(plot_comparison(result, out))
     if args.json:
         for r in result["runs"]:
@@ -93,42 +95,63 @@ def cmd_publish(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"dir": str(path), "manifest": manifest})
     else:
-        print(f"published {args.name} {args.version} from {manifest['source']['checkpoint']} "
-              f"({manifest['source']['selected_as']}) to {path}: {len(manifest['files'])} files")
+        print(
+            f"published {args.name} {args.version} from {manifest['source']['checkpoint']} "
+            f"({manifest['source']['selected_as']}) to {path}: {len(manifest['files'])} files"
+        )
     return EXIT_OK
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("metrics", help="summarise a run directory's training metrics")
     p.add_argument("run_dir", type=Path, help="LLaMA-Factory output_dir of the run")
-    p.add_argument("--write", action="store_true",
-                   help=f"also write {paths.METRICS_JSON} and {paths.METRICS_JSONL} there")
-    p.add_argument("--out-json", type=Path, help=f"write the metrics here instead of RUN_DIR/{paths.METRICS_JSON}")
-    p.add_argument("--out-jsonl", type=Path, help=f"write the series here instead of RUN_DIR/{paths.METRICS_JSONL}")
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help=f"also write {paths.METRICS_JSON} and {paths.METRICS_JSONL} there",
+    )
+    p.add_argument(
+        "--out-json", type=Path, help=f"write the metrics here instead of RUN_DIR/{paths.METRICS_JSON}"
+    )
+    p.add_argument(
+        "--out-jsonl", type=Path, help=f"write the series here instead of RUN_DIR/{paths.METRICS_JSONL}"
+    )
     add_json(p)
     p.set_defaults(func=cmd_metrics)
 
     p = subparsers.add_parser("plot", help="draw a run's loss / learning-rate curves to a PNG")
     p.add_argument("run_dir", type=Path, help="LLaMA-Factory output_dir of the run")
-    p.add_argument("--metrics", type=Path, help=f"{paths.METRICS_JSON} written by `sft metrics` (default: read RUN_DIR)")
+    p.add_argument(
+        "--metrics", type=Path, help=f"{paths.METRICS_JSON} written by `sft metrics` (default: read RUN_DIR)"
+    )
     p.add_argument("--out", type=Path, help=f"PNG path (default RUN_DIR/{paths.LOSS_PLOT})")
     p.add_argument("--title", help="figure title (default: the run directory name)")
     p.set_defaults(func=cmd_plot)
 
-    p = subparsers.add_parser("compare", help="compare runs: config differences, key metrics, loss curves PNG")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run ids, run names or run directories (two or more)")
+    p = subparsers.add_parser(
+        "compare", help="compare runs: config differences, key metrics, loss curves PNG"
+    )
+    p.add_argument(
+        "runs", nargs="+", metavar="RUN", help="run ids, run names or run directories (two or more)"
+    )
     p.add_argument("--out", type=Path, help=f"PNG path (default {paths.COMPARE_DIR}/<run>_vs_<run>.png)")
     add_root(p)
     add_json(p)
     p.set_defaults(func=cmd_compare)
 
-    p = subparsers.add_parser("publish", help="publish a checkpoint as a versioned model directory (or --verify one)")
+    p = subparsers.add_parser(
+        "publish", help="publish a checkpoint as a versioned model directory (or --verify one)"
+    )
     add_run_arg(p)
     p.add_argument("--checkpoint", default="best", help="best | latest | STEP (default best)")
     p.add_argument("--name", help="model name")
     p.add_argument("--version", help="version X.Y.Z")
-    p.add_argument("--out", type=Path, help=f"target directory (default {paths.PUBLISHED_ROOT}/<name>/<version>)")
-    p.add_argument("--verify", type=Path, metavar="DIR", help="re-check every file hash of a published directory")
+    p.add_argument(
+        "--out", type=Path, help=f"target directory (default {paths.PUBLISHED_ROOT}/<name>/<version>)"
+    )
+    p.add_argument(
+        "--verify", type=Path, metavar="DIR", help="re-check every file hash of a published directory"
+    )
     add_root(p)
     add_json(p)
     p.set_defaults(func=cmd_publish, parser=p)

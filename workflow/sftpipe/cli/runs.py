@@ -43,27 +43,33 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return EXIT_OK
-    print(f"{'id':9s} {'status':11s} {'variant':14s} {'data':24s} {'started_at':21s} {'progress':>11s} "
-          f"{'final_loss':>10s}")
+    print(
+        f"{'id':9s} {'status':11s} {'variant':14s} {'data':24s} {'started_at':21s} {'progress':>11s} "
+        f"{'final_loss':>10s}"
+    )
     for r in rows:
         prog = f"{r['step']}/{r['total_steps']}" if r["step"] is not None else "-"
-        print(f"{r['id']:9s} {r['status']:11s} {r['variant'] or '-'!s:14s} {r['data_name'] or '-'!s:24s} "
-              f"{r['started_at'] or '-':21s} {prog:>11s} {fmt_value(r['final_loss']):>10s}")
+        print(
+            f"{r['id']:9s} {r['status']:11s} {r['variant'] or '-'!s:14s} {r['data_name'] or '-'!s:24s} "
+            f"{r['started_at'] or '-':21s} {prog:>11s} {fmt_value(r['final_loss']):>10s}"
+        )
     return EXIT_OK
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     """Print the run index entries in index order (only the last N with --last)."""
     entries = read_entries(args.index or args.root / INDEX_PATH)
-    entries = entries[-args.last:] if args.last else entries
+    entries = entries[-args.last :] if args.last else entries
     if args.json:
         print_json(entries)
         return EXIT_OK
     print(f"{'id':10s} {'status':12s} {'variant':16s} {'started_at':21s} {'final_loss':>10s}  checkpoint")
     for e in entries:
-        print(f"{e['id']:10s} {e.get('status') or '-':12s} {e.get('variant') or '-'!s:16s} "
-              f"{e.get('started_at') or '-':21s} {fmt_value(e.get('final_loss')):>10s}  "
-              f"{e.get('checkpoint_path') or '-'}")
+        print(
+            f"{e['id']:10s} {e.get('status') or '-':12s} {e.get('variant') or '-'!s:16s} "
+            f"{e.get('started_at') or '-':21s} {fmt_value(e.get('final_loss')):>10s}  "
+            f"{e.get('checkpoint_path') or '-'}"
+        )
     return EXIT_OK
 
 
@@ -81,9 +87,11 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     for r in result["checkpoints"]:
         tags = [t for t, p in (("best", best_path), ("latest", latest_path)) if p == r["path"]]
         done = "yes" if r["complete"] else "NO"
-        print(f"{r['step']:7d} {done:8s} {fmt_value(r['loss']):>8s} {fmt_value(r['eval_loss']):>9s} {r['time']:21s} "
-              f"{r['path']}{'  <- ' + ', '.join(tags) if tags else ''}"
-              f"{'  (' + r['problem'] + ')' if r['problem'] else ''}")
+        print(
+            f"{r['step']:7d} {done:8s} {fmt_value(r['loss']):>8s} {fmt_value(r['eval_loss']):>9s} {r['time']:21s} "
+            f"{r['path']}{'  <- ' + ', '.join(tags) if tags else ''}"
+            f"{'  (' + r['problem'] + ')' if r['problem'] else ''}"
+        )
     if not result["checkpoints"]:
         print(f"no checkpoints in {ref.run_dir}")
     print(f"best by {result['metric']}: {best_path or '-'}")
@@ -102,7 +110,9 @@ def cmd_variants(args: argparse.Namespace) -> int:
     print(f"{'variant':20s} {'status':11s} {'last_run':9s} {'runs':>4s}  run_dir")
     for r in rows:
         status = r["status"] or ("INVALID" if not r["valid"] else "never run")
-        print(f"{r['variant']:20s} {status:11s} {r['last_run'] or '-':9s} {r['runs']:4d}  {r['run_dir'] or '-'}")
+        print(
+            f"{r['variant']:20s} {status:11s} {r['last_run'] or '-':9s} {r['runs']:4d}  {r['run_dir'] or '-'}"
+        )
         for problem in r["problems"]:
             print(f"    {problem}")
     return EXIT_OK
@@ -127,8 +137,11 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add `sft status`, `runs`, `history`, `checkpoints`, `variants` and `stop`."""
     p = subparsers.add_parser("status", help="status and live progress of one run (default: the newest)")
     add_run_arg(p)
-    p.add_argument("--reconcile", action="store_true",
-                   help="record derived terminal states (e.g. crashed) of dead runs in artifacts/index.yaml")
+    p.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="record derived terminal states (e.g. crashed) of dead runs in artifacts/index.yaml",
+    )
     add_root(p)
     add_json(p)
     p.set_defaults(func=cmd_status)
@@ -150,13 +163,19 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("checkpoints", help="list a run's checkpoints with metrics; mark the best")
     add_run_arg(p)
-    p.add_argument("--metric", choices=METRICS, default="auto",
-                   help="rank by eval_loss, train loss, or auto (eval_loss when evaluated)")
+    p.add_argument(
+        "--metric",
+        choices=METRICS,
+        default="auto",
+        help="rank by eval_loss, train loss, or auto (eval_loss when evaluated)",
+    )
     add_root(p)
     add_json(p)
     p.set_defaults(func=cmd_checkpoints)
 
-    p = subparsers.add_parser("variants", help="list config variants with their run directory and last status")
+    p = subparsers.add_parser(
+        "variants", help="list config variants with their run directory and last status"
+    )
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="base profile")
     add_root(p)
     add_json(p)
@@ -165,8 +184,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("stop", help="stop a run gracefully (complete checkpoint, then exit)")
     add_run_arg(p, required=True)
     p.add_argument("--wait", action="store_true", help="wait for the run to end and print its final status")
-    p.add_argument("--timeout", type=float, default=None,
-                   help="with --wait: give up after N seconds (exit 1 while the run is still active)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="with --wait: give up after N seconds (exit 1 while the run is still active)",
+    )
     add_root(p)
     add_json(p)
     p.set_defaults(func=cmd_stop)

@@ -69,11 +69,20 @@ def _print_dryrun(report: dict[str, Any]) -> None:
     mem = report["memory"]
     print(f"memory plan: unavailable ({mem['error']})" if "error" in mem else format_plan(mem))
     if report.get("stage") == "memory":
-        print("dry run FAILED: the memory plan does not fit (see the suggestions above; "
-              "infrastructure.allow_memory_overcommit: true overrides)")
+        print(
+            "dry run FAILED: the memory plan does not fit (see the suggestions above; "
+            "infrastructure.allow_memory_overcommit: true overrides)"
+        )
         return
-    print("dry run " + ("passed" if report["ok"] else "FAILED: fix the rows or checks above before training "
-                        "(or list a check in conversion.allow_failed_checks)"))
+    print(
+        "dry run "
+        + (
+            "passed"
+            if report["ok"]
+            else "FAILED: fix the rows or checks above before training "
+            "(or list a check in conversion.allow_failed_checks)"
+        )
+    )
 
 
 def cmd_build_tiny_model(args: argparse.Namespace) -> int:
@@ -93,7 +102,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     add_json(p)
     p.set_defaults(func=cmd_dryrun)
 
-    p = subparsers.add_parser("build-tiny-model", help="build a random Qwen3-architecture model + local tokenizer")
+    p = subparsers.add_parser(
+        "build-tiny-model", help="build a random Qwen3-architecture model + local tokenizer"
+    )
     p.add_argument("--out", required=True, help="model directory to create (kept if already complete)")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     p.add_argument("--seed", type=int, default=0, help="weight initialisation seed")

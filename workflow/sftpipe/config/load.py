@@ -87,8 +87,7 @@ def resolve(raw: dict[str, Any], root: Path | str = ".", variant: str | None = N
     return data
 
 
-def load(path: Path | str = DEFAULT_CONFIG, root: Path | str = ".", variant: str | None = None
-         ) -> RunConfig:
+def load(path: Path | str = DEFAULT_CONFIG, root: Path | str = ".", variant: str | None = None) -> RunConfig:
     """Read, resolve and validate the run profile at `root`/`path` (with `variant` applied)."""
     return RunConfig(resolve(read_yaml(Path(root) / path), root, variant), Path(root))
 

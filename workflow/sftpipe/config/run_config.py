@@ -100,11 +100,18 @@ class RunConfig:
         subset = {k: self.inp.get(k) for k in keys}
         subset["data_name"] = self.data_name
         subset["world"] = [self.infrastructure["n_nodes"], self.infrastructure["n_gpus_per_node"]]
-        subset["training"] = {k: v for k, v in subset["training"].items()
-                              if k not in ("save_steps", "logging_steps", "resume_from_checkpoint")}
+        subset["training"] = {
+            k: v
+            for k, v in subset["training"].items()
+            if k not in ("save_steps", "logging_steps", "resume_from_checkpoint")
+        }
         return stable_hash(subset)
 
     def registration_params(self) -> dict[str, Any]:
         """The inputs of `register`: a change here (and only here) re-registers."""
-        return {"source": self.source, "data_name": self.data_name,
-                "max_instances": self.conversion["max_instances"], "dataset": self.inp["dataset"]}
+        return {
+            "source": self.source,
+            "data_name": self.data_name,
+            "max_instances": self.conversion["max_instances"],
+            "dataset": self.inp["dataset"],
+        }

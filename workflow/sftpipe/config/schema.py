@@ -52,8 +52,11 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum":
         allowed = error.validator_value
-        shown = ", ".join(map(str, allowed)) if len(allowed) <= 12 else (
-            ", ".join(map(str, allowed[:12])) + f", ... ({len(allowed)} in all)")
+        shown = (
+            ", ".join(map(str, allowed))
+            if len(allowed) <= 12
+            else (", ".join(map(str, allowed[:12])) + f", ... ({len(allowed)} in all)")
+        )
         return f"expected one of [{shown}], got {error.instance!r}"
     if error.validator == "additionalProperties":
         known = list(error.schema.get("properties", {}))
@@ -75,8 +78,6 @@ def schema_problems(data: dict[str, Any]) -> list[str]:
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     return [f"{_key_path(e)}: {_describe(e)}" for e in errors]
-
-
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,7 @@
 
 Every route is GET; handlers are sync (Starlette runs them in its thread pool) and only read files.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -43,8 +44,11 @@ def _endpoint(fn: Callable[..., Any], *path_params: str, **query: Callable[[str]
         root = request.app.state.root
         try:
             args = [request.path_params[p] for p in path_params]
-            kwargs = {k: cast(request.query_params[k]) for k, cast in query.items()
-                      if request.query_params.get(k) not in (None, "")}
+            kwargs = {
+                k: cast(request.query_params[k])
+                for k, cast in query.items()
+                if request.query_params.get(k) not in (None, "")
+            }
             return _json(200, fn(root, *args, **kwargs))
         except (runs_api.NotFound, data_api.DataNotFound) as exc:
             return _json(404, {"error": str(exc)})
@@ -68,6 +72,7 @@ def _compare(root: Path, runs: str) -> dict[str, Any]:
 def _page(name: str) -> Callable:
     def handler(request: Request) -> Response:
         return FileResponse(STATIC / name, headers={"Cache-Control": "no-store"})
+
     return handler
 
 
@@ -88,9 +93,20 @@ def create_app(root: Path) -> Starlette:
         Route("/api/compare", _endpoint(_compare, runs=str)),
         Route("/api/data", _endpoint(data_api.datasets)),
         Route("/api/data/{name}", _endpoint(data_api.dataset, "name")),
-        Route("/api/data/{name}/samples", _endpoint(
-            data_api.samples, "name", state=str, scaffold=str, agent_type=str, min_score=float,
-            max_score=float, offset=int, limit=int)),
+        Route(
+            "/api/data/{name}/samples",
+            _endpoint(
+                data_api.samples,
+                "name",
+                state=str,
+                scaffold=str,
+                agent_type=str,
+                min_score=float,
+                max_score=float,
+                offset=int,
+                limit=int,
+            ),
+        ),
         Route("/api/data/{name}/samples/{index:int}", _endpoint(data_api.sample, "name", "index")),
         Route("/api/data/{name}/samples/{index:int}/tokens", _endpoint(data_api.tokens, "name", "index")),
         Route("/api/data/{name}/checks", _endpoint(data_api.checks, "name")),

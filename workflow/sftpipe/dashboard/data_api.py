@@ -4,6 +4,7 @@ Files read (written by `sft convert`): `<data>.report.json`, `<data>.stats.json`
 (line i = LF row i) and `lf_data/<data>.json`. Nothing is written; samples are parsed once per file
 version (path, size, mtime) and kept in memory.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,20 @@ DATA_DIR = LF_DATA_DIR.parent
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Trial statuses that are a choice of the conversion (filters, limits); any other non-kept status means the
 # trial's files were broken or unreadable: "damaged".
-POLICY_SKIPS = frozenset({"excluded_repo", "no_reward", "not_selected", "over_max_instances",
-                          "over_max_trials_per_instance", "below_min_score", "subagent_excluded", "over_length",
-                          "incomplete", "unknown_scaffold"})
+POLICY_SKIPS = frozenset(
+    {
+        "excluded_repo",
+        "no_reward",
+        "not_selected",
+        "over_max_instances",
+        "over_max_trials_per_instance",
+        "below_min_score",
+        "subagent_excluded",
+        "over_length",
+        "incomplete",
+        "unknown_scaffold",
+    }
+)
 SAMPLE_STATES = ("kept", "skipped", "damaged")
 _CHECKS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
@@ -64,8 +76,12 @@ def datasets(root: Path) -> list[dict[str, Any]]:
 
 def _files(root: Path, name: str) -> dict[str, Path]:
     base = Path(root) / DATA_DIR
-    return {"report": base / f"{name}.report.json", "stats": base / f"{name}.stats.json",
-            "im": base / f"{name}.im.jsonl", "lf": Path(root) / LF_DATA_DIR / f"{name}.json"}
+    return {
+        "report": base / f"{name}.report.json",
+        "stats": base / f"{name}.stats.json",
+        "im": base / f"{name}.im.jsonl",
+        "lf": Path(root) / LF_DATA_DIR / f"{name}.json",
+    }
 
 
 def dataset(root: Path, name: str) -> dict[str, Any]:
@@ -77,7 +93,12 @@ def dataset(root: Path, name: str) -> dict[str, Any]:
     stats, problem_s = _read_json(files["stats"])
     if isinstance(report, dict):
         report = {k: v for k, v in report.items() if k != "trial_details"}  # the sample browser shows those
-    return {"name": name, "report": report, "stats": stats, "problems": [p for p in (problem_r, problem_s) if p]}
+    return {
+        "name": name,
+        "report": report,
+        "stats": stats,
+        "problems": [p for p in (problem_r, problem_s) if p],
+    }
 
 
 def _version(path: Path) -> tuple[str, int, int]:
@@ -117,11 +138,19 @@ def _summary(index: int, rec: dict[str, Any], trial: dict[str, Any] | None) -> d
     meta = rec.get("meta_info") or {}
     unique = meta.get("unique_info") or {}
     messages = rec.get("messages") if isinstance(rec.get("messages"), list) else []
-    return {"index": index, "state": "kept", "trial_name": meta.get("trial_name"),
-            "instance_id": unique.get("_instance_id"), "scaffold": meta.get("scaffold"),
-            "agent_type": unique.get("_agent_type"), "score": _score(rec), "messages": len(messages),
-            "assistant_turns": sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "assistant"),
-            "reader_issues": (trial or {}).get("reader_issues") or {}, "reason": None}
+    return {
+        "index": index,
+        "state": "kept",
+        "trial_name": meta.get("trial_name"),
+        "instance_id": unique.get("_instance_id"),
+        "scaffold": meta.get("scaffold"),
+        "agent_type": unique.get("_agent_type"),
+        "score": _score(rec),
+        "messages": len(messages),
+        "assistant_turns": sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "assistant"),
+        "reader_issues": (trial or {}).get("reader_issues") or {},
+        "reason": None,
+    }
 
 
 def all_samples(root: Path, name: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -140,32 +169,62 @@ def all_samples(root: Path, name: str) -> tuple[list[dict[str, Any]], list[str]]
         status = str(trial.get("status"))
         if status == "kept":
             continue
-        rows.append({"index": None, "state": "skipped" if status in POLICY_SKIPS else "damaged",
-                     "trial_name": trial.get("trial_name"), "instance_id": trial.get("instance_id"),
-                     "scaffold": trial.get("scaffold"), "agent_type": None, "score": None, "messages": 0,
-                     "assistant_turns": 0, "reader_issues": trial.get("reader_issues") or {},
-                     "reason": status + (f": {trial['detail']}" if trial.get("detail") else "")})
+        rows.append(
+            {
+                "index": None,
+                "state": "skipped" if status in POLICY_SKIPS else "damaged",
+                "trial_name": trial.get("trial_name"),
+                "instance_id": trial.get("instance_id"),
+                "scaffold": trial.get("scaffold"),
+                "agent_type": None,
+                "score": None,
+                "messages": 0,
+                "assistant_turns": 0,
+                "reader_issues": trial.get("reader_issues") or {},
+                "reason": status + (f": {trial['detail']}" if trial.get("detail") else ""),
+            }
+        )
     return rows, problems
 
 
-def samples(root: Path, name: str, state: str | None = None, scaffold: str | None = None,
-            agent_type: str | None = None, min_score: float | None = None, max_score: float | None = None,
-            offset: int = 0, limit: int = 100) -> dict[str, Any]:
+def samples(
+    root: Path,
+    name: str,
+    state: str | None = None,
+    scaffold: str | None = None,
+    agent_type: str | None = None,
+    min_score: float | None = None,
+    max_score: float | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> dict[str, Any]:
     """The sample browser: summaries filtered by state, scaffold, agent type and score range."""
     if state is not None and state not in SAMPLE_STATES:
         raise ValueError(f"state must be one of {', '.join(SAMPLE_STATES)}")
     rows, problems = all_samples(root, name)
-    facets = {"state": sorted({r["state"] for r in rows}), "scaffold": sorted({r["scaffold"] for r in rows
-                                                                                if r["scaffold"]}),
-              "agent_type": sorted({r["agent_type"] for r in rows if r["agent_type"]})}
-    picked = [r for r in rows
-              if (state is None or r["state"] == state) and (scaffold is None or r["scaffold"] == scaffold)
-              and (agent_type is None or r["agent_type"] == agent_type)
-              and (min_score is None or (r["score"] is not None and r["score"] >= min_score))
-              and (max_score is None or (r["score"] is not None and r["score"] <= max_score))]
+    facets = {
+        "state": sorted({r["state"] for r in rows}),
+        "scaffold": sorted({r["scaffold"] for r in rows if r["scaffold"]}),
+        "agent_type": sorted({r["agent_type"] for r in rows if r["agent_type"]}),
+    }
+    picked = [
+        r
+        for r in rows
+        if (state is None or r["state"] == state)
+        and (scaffold is None or r["scaffold"] == scaffold)
+        and (agent_type is None or r["agent_type"] == agent_type)
+        and (min_score is None or (r["score"] is not None and r["score"] >= min_score))
+        and (max_score is None or (r["score"] is not None and r["score"] <= max_score))
+    ]
     offset, limit = max(0, offset), max(0, limit)
-    return {"total": len(rows), "matched": len(picked), "offset": offset, "facets": facets,
-            "samples": picked[offset: offset + limit], "problems": problems}
+    return {
+        "total": len(rows),
+        "matched": len(picked),
+        "offset": offset,
+        "facets": facets,
+        "samples": picked[offset : offset + limit],
+        "problems": problems,
+    }
 
 
 def sample(root: Path, name: str, index: int) -> dict[str, Any]:
@@ -198,7 +257,8 @@ def config_for(root: Path, name: str) -> RunConfig:
     root = Path(root)
     problems = []
     candidates: list[str | None] = [None] + sorted(
-        p.name[:-5] for p in (root / VARIANTS_DIR).glob("*.yaml") if not p.name.endswith(".output.yaml"))
+        p.name[:-5] for p in (root / VARIANTS_DIR).glob("*.yaml") if not p.name.endswith(".output.yaml")
+    )
     for variant in candidates:
         try:
             cfg = load(root=root, variant=variant)
@@ -207,8 +267,10 @@ def config_for(root: Path, name: str) -> RunConfig:
             continue
         if cfg.data_name == name:
             return cfg
-    raise DataUnavailable(f"no config (config/config.yaml or a variant) has data_name {name!r}"
-                          + (f"; invalid: {'; '.join(problems)}" if problems else ""))
+    raise DataUnavailable(
+        f"no config (config/config.yaml or a variant) has data_name {name!r}"
+        + (f"; invalid: {'; '.join(problems)}" if problems else "")
+    )
 
 
 def _inspect():  # the token view and checks live in the data layer (sftpipe.data.inspect)

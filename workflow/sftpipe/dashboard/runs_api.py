@@ -2,6 +2,7 @@
 
 Every function reads files under the project root and returns plain JSON-able data; none writes.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,9 @@ def _ref(root: Path, ref: str) -> sources.RunRef:
         raise NotFound(str(exc)) from exc
 
 
-def runs(root: Path, status: str | None = None, variant: str | None = None, data: str | None = None
-         ) -> list[dict[str, Any]]:
+def runs(
+    root: Path, status: str | None = None, variant: str | None = None, data: str | None = None
+) -> list[dict[str, Any]]:
     """Exactly `sft runs --json` (same function, same arguments)."""
     return sources.list_runs(root, status, variant, data)
 
@@ -53,18 +55,36 @@ def series(root: Path, ref: str) -> dict[str, Any]:
     """
     run_dir = _ref(root, ref).run_dir
     warnings: list[str] = []
-    out: dict[str, Any] = {"train": {"step": [], "loss": [], "lr": []}, "eval": {"step": [], "loss": []},
-                           "warnings": warnings, "source": TRAINER_LOG}
+    out: dict[str, Any] = {
+        "train": {"step": [], "loss": [], "lr": []},
+        "eval": {"step": [], "loss": []},
+        "warnings": warnings,
+        "source": TRAINER_LOG,
+    }
     log = run_dir / TRAINER_LOG
     try:
         if log.is_file():
             lines = sources.read_trainer_log(log, warnings)[0]
-            rows = [{"step": ln["current_steps"], "loss": ln.get("loss"), "lr": ln.get("lr"),
-                     "eval_loss": ln.get("eval_loss")} for ln in lines]
+            rows = [
+                {
+                    "step": ln["current_steps"],
+                    "loss": ln.get("loss"),
+                    "lr": ln.get("lr"),
+                    "eval_loss": ln.get("eval_loss"),
+                }
+                for ln in lines
+            ]
         else:
             out["source"] = "metrics"
-            rows = [{"step": r["step"], "loss": r.get("loss"), "lr": r.get("learning_rate"),
-                     "eval_loss": r.get("eval_loss")} for r in sources.extract_metrics(run_dir)["series"]]
+            rows = [
+                {
+                    "step": r["step"],
+                    "loss": r.get("loss"),
+                    "lr": r.get("learning_rate"),
+                    "eval_loss": r.get("eval_loss"),
+                }
+                for r in sources.extract_metrics(run_dir)["series"]
+            ]
     except sources.MetricsError as exc:
         warnings.append(str(exc))
         return out
@@ -120,9 +140,12 @@ def log_tail(root: Path, ref: str, lines: int = 200) -> dict[str, Any]:
     if not path.is_file():
         return {"path": str(name), "text": "", "truncated": False, "error": "log file not found"}
     text, cut = _tail(path, MAX_TEXT)
-    kept = text.splitlines()[-max(1, lines):]
-    return {"path": str(name), "text": sources.redact("\n".join(kept)), "truncated": cut or len(kept) < len(
-        text.splitlines())}
+    kept = text.splitlines()[-max(1, lines) :]
+    return {
+        "path": str(name),
+        "text": sources.redact("\n".join(kept)),
+        "truncated": cut or len(kept) < len(text.splitlines()),
+    }
 
 
 def _redact_config(text: str) -> str:
@@ -131,8 +154,11 @@ def _redact_config(text: str) -> str:
         data = yaml.safe_load(text)
     except yaml.YAMLError:
         return sources.redact(text)
-    creds = (((data or {}).get("runtime_info") or {}).get("input") or {}).get("credentials") \
-        if isinstance(data, dict) else None
+    creds = (
+        (((data or {}).get("runtime_info") or {}).get("input") or {}).get("credentials")
+        if isinstance(data, dict)
+        else None
+    )
     if isinstance(creds, dict):
         for key, value in creds.items():
             if value:
@@ -145,14 +171,21 @@ def records(root: Path, ref: str) -> dict[str, Any]:
     """Resolved config, code diff, environment and dataset fingerprint of the run, and why it failed."""
     run_ref = _ref(root, ref)
     out: dict[str, Any] = {}
-    for key, name in (("config", RUN_CONFIG), ("code_diff", CODE_DIFF), ("environment", ENVIRONMENT),
-                      ("dataset", DATASET)):
+    for key, name in (
+        ("config", RUN_CONFIG),
+        ("code_diff", CODE_DIFF),
+        ("environment", ENVIRONMENT),
+        ("dataset", DATASET),
+    ):
         path = run_ref.run_dir / name
         if not path.is_file():
             out[key] = None
             continue
-        text, cut = _tail(path, MAX_TEXT) if path.stat().st_size > MAX_TEXT else (
-            path.read_text(encoding="utf-8", errors="replace"), False)
+        text, cut = (
+            _tail(path, MAX_TEXT)
+            if path.stat().st_size > MAX_TEXT
+            else (path.read_text(encoding="utf-8", errors="replace"), False)
+        )
         text = _redact_config(text) if key == "config" else sources.redact(text)
         out[key] = {"file": name, "text": text, "truncated": cut}
     entry = run_ref.entry or {}

@@ -3,6 +3,7 @@
 `/api/runs` and `/api/runs/<id>` must return exactly what `sft runs --json` and `sft status <id> --json`
 print, so they call the very functions those commands call. When the run store moves, repoint here.
 """
+
 from __future__ import annotations
 
 from sftpipe.report.compare import compare

@@ -1,4 +1,5 @@
 """Register data_name in LLaMA-Factory's dataset_info.json (merge; other datasets are preserved)."""
+
 from __future__ import annotations
 
 import json
@@ -65,7 +66,9 @@ def count_rows(path: Path) -> int:
         if stripped.startswith("["):
             rows = json.loads(text)
             return len(rows)
-        return sum(1 for n, line in enumerate(text.splitlines(), 1) if line.strip() and json.loads(line) is not None)
+        return sum(
+            1 for n, line in enumerate(text.splitlines(), 1) if line.strip() and json.loads(line) is not None
+        )
     except json.JSONDecodeError as exc:
         raise RegistrationError(f"dataset file {path} is not valid JSON/JSONL: {exc}") from exc
 
@@ -80,7 +83,8 @@ def merge_entry(dataset_info: Path, name: str, entry: dict[str, Any]) -> dict[st
             except json.JSONDecodeError as exc:
                 raise RegistrationError(
                     f"{dataset_info} is not valid JSON ({exc}); fix or move it - refusing to overwrite it, "
-                    "it may hold other datasets' registrations") from exc
+                    "it may hold other datasets' registrations"
+                ) from exc
             if not isinstance(existing, dict):
                 raise RegistrationError(f"{dataset_info} must hold a JSON object of dataset entries")
         existing[name] = entry

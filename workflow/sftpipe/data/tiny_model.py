@@ -9,6 +9,7 @@ JSON tool calls), and the special tokens and chat format are those of Qwen3, so 
 Presets: `tiny` trains on CPU in seconds; `qwen3-0.6b` has Qwen3-0.6B's shapes (vocab 151936,
 28 layers, hidden 1024) for GPU throughput benchmarks, and is only built, never trained here.
 """
+
 from __future__ import annotations
 
 import json
@@ -104,25 +105,53 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
-        vocab_size=6144, tokenizer_vocab=6144, hidden_size=64, intermediate_size=128,
-        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-        max_position_embeddings=8192, torch_dtype="float32",
+        vocab_size=6144,
+        tokenizer_vocab=6144,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=8192,
+        torch_dtype="float32",
     ),
     "qwen3-0.6b": Preset(
-        vocab_size=151936, tokenizer_vocab=8192, hidden_size=1024, intermediate_size=3072,
-        num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
-        max_position_embeddings=40960, torch_dtype="bfloat16",
+        vocab_size=151936,
+        tokenizer_vocab=8192,
+        hidden_size=1024,
+        intermediate_size=3072,
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+        max_position_embeddings=40960,
+        torch_dtype="bfloat16",
     ),
     # Random-init architectures of the real targets, for GPU throughput/memory figures (bench/gpu_figures.py).
     "qwen3-1.7b": Preset(
-        vocab_size=151936, tokenizer_vocab=8192, hidden_size=2048, intermediate_size=6144,
-        num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
-        max_position_embeddings=40960, torch_dtype="bfloat16",
+        vocab_size=151936,
+        tokenizer_vocab=8192,
+        hidden_size=2048,
+        intermediate_size=6144,
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+        max_position_embeddings=40960,
+        torch_dtype="bfloat16",
     ),
     "qwen3-8b": Preset(
-        vocab_size=151936, tokenizer_vocab=8192, hidden_size=4096, intermediate_size=12288,
-        num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
-        max_position_embeddings=40960, torch_dtype="bfloat16",
+        vocab_size=151936,
+        tokenizer_vocab=8192,
+        hidden_size=4096,
+        intermediate_size=12288,
+        num_hidden_layers=36,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        max_position_embeddings=40960,
+        torch_dtype="bfloat16",
     ),
 }
 
@@ -185,32 +214,43 @@ def _python_snippet(rng: random.Random) -> str:
     lines = [
         f"import {mod}",
         "",
-        f"def {fn}({a}: int, {b}: str = \"{rng.choice(_WORDS)}\") -> dict[str, int]:",
+        f'def {fn}({a}: int, {b}: str = "{rng.choice(_WORDS)}") -> dict[str, int]:',
         f'    """{_sentence(rng)}"""',
         f"    {c} = {{}}",
         f"    for i in range({a}):",
         f"        if i % {rng.randint(2, 9)} == 0:",
         f"            {c}[{b} + str(i)] = i * {rng.randint(1, 99)}",
         "        else:",
-        f"            raise ValueError(f\"bad {{i}} in {fn}\")",
+        f'            raise ValueError(f"bad {{i}} in {fn}")',
         f"    return {c}",
     ]
     if rng.random() < 0.5:
-        lines += ["", f"class {_ident(rng).title().replace('_', '')}:",
-                  f"    def __init__(self, {a}):", f"        self.{a} = {a}"]
+        lines += [
+            "",
+            f"class {_ident(rng).title().replace('_', '')}:",
+            f"    def __init__(self, {a}):",
+            f"        self.{a} = {a}",
+        ]
     return "\n".join(lines)
 
 
 def _shell_snippet(rng: random.Random) -> str:
     cmds = (
-        f"ls -la {rng.choice(_IDENT)}/", f"cat src/{_ident(rng)}.py", "git status", "git diff --stat",
-        f"python -m pytest tests/test_{_ident(rng)}.py -x -q", f"grep -rn \"{_ident(rng)}\" src/",
-        f"sed -n {rng.randint(1, 50)},{rng.randint(51, 200)}p {_ident(rng)}.py", "pip install -e .",
+        f"ls -la {rng.choice(_IDENT)}/",
+        f"cat src/{_ident(rng)}.py",
+        "git status",
+        "git diff --stat",
+        f"python -m pytest tests/test_{_ident(rng)}.py -x -q",
+        f'grep -rn "{_ident(rng)}" src/',
+        f"sed -n {rng.randint(1, 50)},{rng.randint(51, 200)}p {_ident(rng)}.py",
+        "pip install -e .",
     )
     out = (
         f"{rng.randint(1, 40)} passed, {rng.randint(0, 3)} failed in {rng.random() * 9:.2f}s",
-        (f"Traceback (most recent call last):\n  File \"{_ident(rng)}.py\", line {rng.randint(1, 300)}"
-         f", in {_ident(rng)}\nKeyError: '{_ident(rng)}'"),
+        (
+            f'Traceback (most recent call last):\n  File "{_ident(rng)}.py", line {rng.randint(1, 300)}'
+            f", in {_ident(rng)}\nKeyError: '{_ident(rng)}'"
+        ),
         "On branch main\nnothing to commit",
     )
     sha = "".join(rng.choice("0123456789abcdef") for _ in range(rng.choice((7, 12, 40))))
@@ -218,26 +258,39 @@ def _shell_snippet(rng: random.Random) -> str:
 
 
 def _tool_call_snippet(rng: random.Random) -> str:
-    call = {"name": rng.choice(("bash", "read_file", "edit_file", "search")),
-            "arguments": {"command": f"cat {_ident(rng)}.py", "path": f"src/{_ident(rng)}.py"}}
+    call = {
+        "name": rng.choice(("bash", "read_file", "edit_file", "search")),
+        "arguments": {"command": f"cat {_ident(rng)}.py", "path": f"src/{_ident(rng)}.py"},
+    }
     return f"<tool_call>\n{json.dumps(call)}\n</tool_call>"
 
 
 def _tool_schema_snippet(rng: random.Random) -> str:
-    props = {_ident(rng): {"type": rng.choice(("string", "integer", "boolean")), "description": _sentence(rng)}
-             for _ in range(rng.randint(1, 3))}
-    schema = {"type": "function", "function": {"name": _ident(rng), "description": _sentence(rng),
-                                               "parameters": {"type": "object", "properties": props,
-                                                              "required": sorted(props)[:1]}}}
+    props = {
+        _ident(rng): {"type": rng.choice(("string", "integer", "boolean")), "description": _sentence(rng)}
+        for _ in range(rng.randint(1, 3))
+    }
+    schema = {
+        "type": "function",
+        "function": {
+            "name": _ident(rng),
+            "description": _sentence(rng),
+            "parameters": {"type": "object", "properties": props, "required": sorted(props)[:1]},
+        },
+    }
     return json.dumps(schema)
 
 
 def corpus(n_docs: int = 6000, seed: int = 1234) -> list[str]:
     """Deterministic mixed corpus (prose, Python, shell sessions, tool-call and tool-schema JSON)."""
     rng = random.Random(seed)
-    makers = (lambda: " ".join(_sentence(rng) for _ in range(rng.randint(2, 6))),
-              lambda: _python_snippet(rng), lambda: _shell_snippet(rng), lambda: _tool_call_snippet(rng),
-              lambda: _tool_schema_snippet(rng))
+    makers = (
+        lambda: " ".join(_sentence(rng) for _ in range(rng.randint(2, 6))),
+        lambda: _python_snippet(rng),
+        lambda: _shell_snippet(rng),
+        lambda: _tool_call_snippet(rng),
+        lambda: _tool_schema_snippet(rng),
+    )
     return [makers[i % len(makers)]() for i in range(n_docs)]
 
 
@@ -329,7 +382,9 @@ def build_tiny_model(out_dir: Path, preset: str = "tiny", seed: int = 0) -> Path
             return out_dir
         if any(out_dir.iterdir()):
             missing = [n for n in REQUIRED_FILES if not (out_dir / n).is_file()]
-            raise FileExistsError(f"{out_dir} is not empty but incomplete (missing {missing}); remove it first")
+            raise FileExistsError(
+                f"{out_dir} is not empty but incomplete (missing {missing}); remove it first"
+            )
 
     spec = PRESETS[preset]
     tokenizer = train_tokenizer(spec.tokenizer_vocab)
@@ -340,7 +395,10 @@ def build_tiny_model(out_dir: Path, preset: str = "tiny", seed: int = 0) -> Path
         bos_token_id=None,
         eos_token_id=[config.eos_token_id, config.pad_token_id],
         pad_token_id=config.pad_token_id,
-        do_sample=True, temperature=0.6, top_p=0.95, top_k=20,
+        do_sample=True,
+        temperature=0.6,
+        top_p=0.95,
+        top_k=20,
     )
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)

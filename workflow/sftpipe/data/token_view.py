@@ -11,6 +11,7 @@ not IGNORE_INDEX in that processor's output.
 Per-turn spans are a presentation aid: they replay LF's truncation loop over the template's
 encoded pairs and are only returned when that replay reproduces LF's token ids exactly.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -27,8 +28,16 @@ from sftpipe.lf.checks import TOKENIZE_DROPPED_KEYS, parse_train_args
 PROMPT_ROLES = ("user", "observation")
 TARGET_ROLES = ("assistant", "function")
 # Evaluation keys do not change a render; LF cross-checks them (val_size vs eval_strategy...), so leave them out.
-_EVAL_KEYS = ("val_size", "eval_strategy", "eval_steps", "eval_dataset", "load_best_model_at_end",
-              "metric_for_best_model", "greater_is_better", "per_device_eval_batch_size")
+_EVAL_KEYS = (
+    "val_size",
+    "eval_strategy",
+    "eval_steps",
+    "eval_dataset",
+    "load_best_model_at_end",
+    "metric_for_best_model",
+    "greater_is_better",
+    "per_device_eval_batch_size",
+)
 
 
 class RenderError(ValueError):
@@ -37,7 +46,11 @@ class RenderError(ValueError):
 
 def _byte_decoder() -> dict[str, int]:
     # GPT-2 byte-level BPE alphabet (bytes_to_unicode), inverted: token characters -> raw bytes.
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -72,7 +85,9 @@ class Settings:
 class TokenViewer:
     """LF tokenizer + template + converter + processors for one training config (built once, reused)."""
 
-    def __init__(self, lf_cfg: dict[str, Any], entry: dict[str, Any], reasoning_policy: str, over_cutoff: str):
+    def __init__(
+        self, lf_cfg: dict[str, Any], entry: dict[str, Any], reasoning_policy: str, over_cutoff: str
+    ):
         from llamafactory.data import get_template_and_fix_tokenizer
         from llamafactory.data.converter import get_dataset_converter
         from llamafactory.data.parser import DatasetAttr
@@ -104,12 +119,20 @@ class TokenViewer:
             TEMPLATES[dargs.template] = saved
         native = (pristine or own).format_tools.tool_format
         self.data_args = dargs
-        self.processor = SupervisedDatasetProcessor(template=self.template, tokenizer=self.tokenizer,
-                                                    processor=tok_module["processor"], data_args=dargs)
+        self.processor = SupervisedDatasetProcessor(
+            template=self.template,
+            tokenizer=self.tokenizer,
+            processor=tok_module["processor"],
+            data_args=dargs,
+        )
         full_args = copy.copy(dargs)
         full_args.cutoff_len = 2**31 - 1
-        self.full_processor = SupervisedDatasetProcessor(template=self.template, tokenizer=self.tokenizer,
-                                                         processor=tok_module["processor"], data_args=full_args)
+        self.full_processor = SupervisedDatasetProcessor(
+            template=self.template,
+            tokenizer=self.tokenizer,
+            processor=tok_module["processor"],
+            data_args=full_args,
+        )
         attr = DatasetAttr("file", dataset_name="inspect")
         attr.join(entry)
         if attr.formatting != "sharegpt":
@@ -117,10 +140,16 @@ class TokenViewer:
         self.attr = attr
         self.converter = get_dataset_converter("sharegpt", attr, dargs)
         self.settings = Settings(
-            template=dargs.template, cutoff_len=dargs.cutoff_len, enable_thinking=dargs.enable_thinking,
-            train_on_prompt=bool(dargs.train_on_prompt), mask_history=bool(dargs.mask_history),
-            tool_format=dargs.tool_format, native_tool_format=native,
-            reasoning_policy=reasoning_policy, over_cutoff=over_cutoff)
+            template=dargs.template,
+            cutoff_len=dargs.cutoff_len,
+            enable_thinking=dargs.enable_thinking,
+            train_on_prompt=bool(dargs.train_on_prompt),
+            mask_history=bool(dargs.mask_history),
+            tool_format=dargs.tool_format,
+            native_tool_format=native,
+            reasoning_policy=reasoning_policy,
+            over_cutoff=over_cutoff,
+        )
         from llamafactory.data.formatter import ToolFormatter
 
         # the model's own tool-call format, even when data_args.tool_format overrides the rendering
@@ -138,13 +167,17 @@ class TokenViewer:
         except (KeyError, TypeError, AttributeError, IndexError) as exc:
             raise RenderError(f"LF cannot read the row: {type(exc).__name__}: {exc}") from exc
         if len(aligned["_prompt"]) % 2 != 1 or len(aligned["_response"]) != 1:
-            raise RenderError("LF drops this row: turns do not alternate human/observation and "
-                              "gpt/function_call, or it does not end on the assistant side")
+            raise RenderError(
+                "LF drops this row: turns do not alternate human/observation and "
+                "gpt/function_call, or it does not end on the assistant side"
+            )
         return aligned
 
     def _encode(self, processor: Any, aligned: dict[str, Any]) -> tuple[list[int], list[int]]:
-        batch = {k: [aligned.get(k)] for k in ("_prompt", "_response", "_system", "_tools", "_images",
-                                                 "_videos", "_audios")}
+        batch = {
+            k: [aligned.get(k)]
+            for k in ("_prompt", "_response", "_system", "_tools", "_images", "_videos", "_audios")
+        }
         try:
             out = processor.preprocess_dataset(batch)
         except Exception as exc:  # LF raises many types on bad values; all mean "LF would crash here"
@@ -174,7 +207,9 @@ class TokenViewer:
         messages = aligned["_prompt"] + aligned["_response"]
         history_cot = dargs.mask_history and not t.preserve_thinking
         try:
-            pairs = t.encode_multiturn(self.tokenizer, messages, aligned["_system"], aligned["_tools"], history_cot)
+            pairs = t.encode_multiturn(
+                self.tokenizer, messages, aligned["_system"], aligned["_tools"], history_cot
+            )
         except Exception:  # noqa: BLE001 - the processor already succeeded; spans are only an aid
             return []
         order = list(range(len(pairs)))[::-1] if dargs.mask_history else list(range(len(pairs)))
@@ -189,7 +224,7 @@ class TokenViewer:
             pieces.append((idx, "prompt", sl, len(src)))
             pieces.append((idx, "target", tl, len(tgt)))
         if dargs.mask_history:  # LF prepends each earlier pair
-            pieces = [p for i in range(0, len(pieces), 2)[::-1] for p in pieces[i:i + 2]]
+            pieces = [p for i in range(0, len(pieces), 2)[::-1] for p in pieces[i : i + 2]]
         rebuilt: list[int] = []
         spans = []
         for idx, kind, kept, full in pieces:
@@ -197,9 +232,17 @@ class TokenViewer:
             start = len(rebuilt)
             rebuilt += seg
             msg = messages[2 * idx + (0 if kind == "prompt" else 1)]
-            spans.append({"turn": 2 * idx + (0 if kind == "prompt" else 1), "role": msg["role"], "kind": kind,
-                          "start": start, "end": start + kept, "cut": kept < full,
-                          "n_trained": sum(1 for x in labels[start:start + kept] if x != IGNORE_INDEX)})
+            spans.append(
+                {
+                    "turn": 2 * idx + (0 if kind == "prompt" else 1),
+                    "role": msg["role"],
+                    "kind": kind,
+                    "start": start,
+                    "end": start + kept,
+                    "cut": kept < full,
+                    "n_trained": sum(1 for x in labels[start : start + kept] if x != IGNORE_INDEX),
+                }
+            )
         if t.efficient_eos:
             rebuilt.append(self.eos_id)
         return spans if rebuilt == list(ids) else []
@@ -216,7 +259,9 @@ class TokenViewer:
         ids, labels = self._encode(self.processor, aligned)
         full_ids, _ = self._encode(self.full_processor, aligned)
         texts = self.token_texts(ids)
-        tokens = [{"id": i, "text": s, "trained": lab != IGNORE_INDEX} for i, s, lab in zip(ids, texts, labels)]
+        tokens = [
+            {"id": i, "text": s, "trained": lab != IGNORE_INDEX} for i, s, lab in zip(ids, texts, labels)
+        ]
         truncated = len(full_ids) > len(ids)
         cutoff_index = None
         if truncated:  # first position where training's tokens stop following the full rendering
@@ -241,7 +286,9 @@ def _pristine_templates() -> dict[str, Any]:
     import importlib.util
 
     spec = importlib.util.find_spec("llamafactory.data.template")
-    module = importlib.util.module_from_spec(spec)  # not put in sys.modules: the real module stays the one in use
+    module = importlib.util.module_from_spec(
+        spec
+    )  # not put in sys.modules: the real module stays the one in use
     spec.loader.exec_module(module)
     return dict(module.TEMPLATES)
 
@@ -274,8 +321,10 @@ def viewer_for(cfg: RunConfig) -> TokenViewer:
     if model.exists():
         lf_cfg["model_name_or_path"] = str(model)
     elif not os.path.isabs(cfg.model_path) and cfg.model_path.startswith("artifacts/"):
-        raise RenderError(f"model {cfg.model_path} does not exist yet: build it first (`make run` or the "
-                          "build_demo_model rule); the token view needs its tokenizer")
+        raise RenderError(
+            f"model {cfg.model_path} does not exist yet: build it first (`make run` or the "
+            "build_demo_model rule); the token view needs its tokenizer"
+        )
     entry = dataset_entry(cfg)
     lf_json, entry_json = json.dumps(lf_cfg, sort_keys=True, default=str), json.dumps(entry, sort_keys=True)
     policy = reasoning_policy(cfg)

@@ -25,6 +25,7 @@ What LF does silently, and how it is counted here:
   function_call without name/arguments) stop the whole preprocessing; the error is re-raised as
   `LFDatasetError` with LF's message.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,12 +42,27 @@ from typing import Any
 # Keys whose parse-time checks need the GPU machine: bf16/fp16 check the device, deepspeed needs a
 # distributed launch, liger/unsloth check that their packages are installed. They are validated
 # here by type (and the deepspeed file by content) and removed before LF parses the rest.
-CPU_PARSE_DROPPED_KEYS = ("bf16", "fp16", "pure_bf16", "deepspeed", "enable_liger_kernel", "use_unsloth",
-                          "ddp_backend")  # ddp_backend: a single-process parse would try to join a group
+CPU_PARSE_DROPPED_KEYS = (
+    "bf16",
+    "fp16",
+    "pure_bf16",
+    "deepspeed",
+    "enable_liger_kernel",
+    "use_unsloth",
+    "ddp_backend",
+)  # ddp_backend: a single-process parse would try to join a group
 # Keys irrelevant to tokenization that would only make a CPU tokenize step fail or write somewhere.
 TOKENIZE_DROPPED_KEYS = CPU_PARSE_DROPPED_KEYS + (
-    "flash_attn", "use_unsloth_gc", "rope_scaling", "quantization_bit", "report_to",
-    "resume_from_checkpoint", "overwrite_output_dir", "tokenized_path", "output_dir", "run_name",
+    "flash_attn",
+    "use_unsloth_gc",
+    "rope_scaling",
+    "quantization_bit",
+    "report_to",
+    "resume_from_checkpoint",
+    "overwrite_output_dir",
+    "tokenized_path",
+    "output_dir",
+    "run_name",
 )
 _MAX_LISTED_INDICES = 100
 
@@ -200,8 +216,13 @@ def length_stats(lengths: Iterable[int]) -> dict[str, float | int]:
     vals = sorted(lengths)
     if not vals:
         return {"min": 0, "max": 0, "mean": 0.0, "p50": 0, "p95": 0}
-    return {"min": vals[0], "max": vals[-1], "mean": round(sum(vals) / len(vals), 2),
-            "p50": _percentile(vals, 50), "p95": _percentile(vals, 95)}
+    return {
+        "min": vals[0],
+        "max": vals[-1],
+        "mean": round(sum(vals) / len(vals), 2),
+        "p50": _percentile(vals, 50),
+        "p95": _percentile(vals, 95),
+    }
 
 
 def _is_dropped_by_lf(prompt: list[Any], response: list[Any]) -> bool:
@@ -253,24 +274,39 @@ def _tokenize(args: ParsedArgs, tokenized_path: Path | None) -> dict[str, Any]:
         # 1) The aligned rows LF will process (same seed as training, since `num_samples`
         #    subsampling draws from numpy's global RNG): counts and the rows LF will drop.
         transformers.set_seed(targs.seed)
-        aligned = [d for d in (
-            _get_merged_dataset(dargs.dataset, margs, dargs, targs, "sft"),
-            _get_merged_dataset(dargs.eval_dataset, margs, dargs, targs, "sft"),
-        ) if d is not None]
+        aligned = [
+            d
+            for d in (
+                _get_merged_dataset(dargs.dataset, margs, dargs, targs, "sft"),
+                _get_merged_dataset(dargs.eval_dataset, margs, dargs, targs, "sft"),
+            )
+            if d is not None
+        ]
         rows_in = sum(len(d) for d in aligned)
-        dropped_idx = [i for d in aligned for i, (p, r) in enumerate(zip(d["_prompt"], d["_response"]))
-                       if _is_dropped_by_lf(p, r)]
+        dropped_idx = [
+            i
+            for d in aligned
+            for i, (p, r) in enumerate(zip(d["_prompt"], d["_response"]))
+            if _is_dropped_by_lf(p, r)
+        ]
 
         # 2) Full (untruncated) lengths with LF's own processor and no length limit.
         full_args = copy.copy(dargs)
         full_args.cutoff_len = 2**31 - 1
-        full_proc = SupervisedDatasetProcessor(template=template, tokenizer=tokenizer,
-                                               processor=tok_module["processor"], data_args=full_args)
+        full_proc = SupervisedDatasetProcessor(
+            template=template, tokenizer=tokenizer, processor=tok_module["processor"], data_args=full_args
+        )
         full_lengths: list[int] = []
         for d in aligned:
-            enc = d.map(full_proc.preprocess_dataset, batched=True, remove_columns=d.column_names,
-                        batch_size=dargs.preprocessing_batch_size, num_proc=dargs.preprocessing_num_workers,
-                        load_from_cache_file=False, desc="Measuring full token lengths")
+            enc = d.map(
+                full_proc.preprocess_dataset,
+                batched=True,
+                remove_columns=d.column_names,
+                batch_size=dargs.preprocessing_batch_size,
+                num_proc=dargs.preprocessing_num_workers,
+                load_from_cache_file=False,
+                desc="Measuring full token lengths",
+            )
             full_lengths += [len(x) for x in enc["input_ids"]]
 
         # 3) The real thing: LF's get_dataset (tokenize, truncate, split, save to tokenized_path).
@@ -314,7 +350,9 @@ def _tokenize(args: ParsedArgs, tokenized_path: Path | None) -> dict[str, Any]:
     }
     if not dargs.packing and rows_out != rows_in - len(dropped_idx):
         # both numbers come from LF; a mismatch means LF changed how it drops rows
-        raise LFDatasetError(f"row accounting mismatch: {rows_in} in, {len(dropped_idx)} dropped, {rows_out} out")
+        raise LFDatasetError(
+            f"row accounting mismatch: {rows_in} in, {len(dropped_idx)} dropped, {rows_out} out"
+        )
     if tokenized_path is not None and not (tokenized_path / "dataset_dict.json").is_file():
         raise LFDatasetError(f"LLaMA-Factory did not save the tokenized dataset to {tokenized_path}")
     return report

@@ -5,6 +5,7 @@ vocabulary), the training keys LLaMA-Factory acts on (cutoff_len, batch size, bf
 checkpointing, use_unsloth_gc, enable_liger_kernel, flash_attn) and the DeepSpeed JSON (ZeRO stage and
 offload). Every formula, with its source, is in docs/memory.md; GB here means 10^9 bytes.
 """
+
 from __future__ import annotations
 
 import copy
@@ -54,8 +55,10 @@ class Arch:
         except (KeyError, TypeError, ValueError) as exc:
             raise MemoryPlanError(f"config.json lacks a decoder architecture key: {exc}") from None
         if min(h, n_layers, heads, vocab) <= 0:
-            raise MemoryPlanError("config.json: hidden_size, num_hidden_layers, num_attention_heads and "
-                                  "vocab_size must be positive")
+            raise MemoryPlanError(
+                "config.json: hidden_size, num_hidden_layers, num_attention_heads and "
+                "vocab_size must be positive"
+            )
         kv = int(conf.get("num_key_value_heads") or heads)
         d = int(conf.get("head_dim") or h // heads)
         tied = bool(conf.get("tie_word_embeddings", False))
@@ -98,8 +101,10 @@ def model_config_path(cfg: RunConfig, override: Path | None = None) -> Path:
                 return Path(cached)
         except Exception:  # noqa: BLE001, S110 - a broken cache is the same finding as no cache
             pass
-    raise MemoryPlanError(f"no config.json for model {cfg.model_path!r} (looked at {candidates[0]}); "
-                          "point model_name_or_path at a directory holding it (weights are not needed)")
+    raise MemoryPlanError(
+        f"no config.json for model {cfg.model_path!r} (looked at {candidates[0]}); "
+        "point model_name_or_path at a directory holding it (weights are not needed)"
+    )
 
 
 def read_arch(path: Path) -> Arch:
@@ -134,9 +139,15 @@ def zero_settings(cfg: RunConfig) -> dict[str, Any]:
     try:
         stage = int(zero.get("stage", 0))
     except (TypeError, ValueError):
-        raise MemoryPlanError(f"training.deepspeed: {ds!r}: zero_optimization.stage is not a number") from None
-    return {"stage": stage, "offload_optimizer": offloaded("offload_optimizer"),
-            "offload_param": offloaded("offload_param"), "file": ds}
+        raise MemoryPlanError(
+            f"training.deepspeed: {ds!r}: zero_optimization.stage is not a number"
+        ) from None
+    return {
+        "stage": stage,
+        "offload_optimizer": offloaded("offload_optimizer"),
+        "offload_param": offloaded("offload_param"),
+        "file": ds,
+    }
 
 
 def _plan(arch: Arch, train: dict[str, Any], infra: dict[str, Any], zero: dict[str, Any]) -> dict[str, Any]:
@@ -199,49 +210,106 @@ def _plan(arch: Arch, train: dict[str, Any], infra: dict[str, Any], zero: dict[s
     if stage >= 3:
         buckets = 4.0 * arch.largest_layer_params + 2 * (0.9 + 1.0) * h * h
 
-    breakdown = {"params": params, "grads": grads, "optimizer": optim, "activations_checkpointed": checkpointed,
-                 "recompute_working_set": working, "logits_loss": logits, "zero3_buckets": buckets,
-                 "framework_reserve": FRAMEWORK_RESERVE_GB * GB}
+    breakdown = {
+        "params": params,
+        "grads": grads,
+        "optimizer": optim,
+        "activations_checkpointed": checkpointed,
+        "recompute_working_set": working,
+        "logits_loss": logits,
+        "zero3_buckets": buckets,
+        "framework_reserve": FRAMEWORK_RESERVE_GB * GB,
+    }
     breakdown_gb = {k: round(v / GB, 2) for k, v in breakdown.items()}
     per_gpu = round(sum(breakdown.values()) / GB, 2)
     limit = float(infra.get("gpu_memory_gb", 80))
     return {
-        "per_gpu_gb": per_gpu, "gpu_memory_gb": limit, "fits": per_gpu <= limit,
-        "headroom_gb": round(limit - per_gpu, 2), "breakdown": breakdown_gb,
+        "per_gpu_gb": per_gpu,
+        "gpu_memory_gb": limit,
+        "fits": per_gpu <= limit,
+        "headroom_gb": round(limit - per_gpu, 2),
+        "breakdown": breakdown_gb,
         "model_states_gb": round((params + grads + optim) / GB, 2),
-        "inputs": {"params": psi, "params_b": round(psi / 1e9, 3), "tokens_per_micro_batch": tokens,
-                   "cutoff_len": s, "per_device_train_batch_size": b, "gpus": n_gpus, "zero_stage": stage,
-                   "offload_optimizer": zero["offload_optimizer"], "offload_param": zero["offload_param"],
-                   "gradient_checkpointing": gc, "use_unsloth_gc": unsloth, "enable_liger_kernel": liger,
-                   "attention": attn, "dtype_bytes": act_bytes},
+        "inputs": {
+            "params": psi,
+            "params_b": round(psi / 1e9, 3),
+            "tokens_per_micro_batch": tokens,
+            "cutoff_len": s,
+            "per_device_train_batch_size": b,
+            "gpus": n_gpus,
+            "zero_stage": stage,
+            "offload_optimizer": zero["offload_optimizer"],
+            "offload_param": zero["offload_param"],
+            "gradient_checkpointing": gc,
+            "use_unsloth_gc": unsloth,
+            "enable_liger_kernel": liger,
+            "attention": attn,
+            "dtype_bytes": act_bytes,
+        },
     }
 
 
-def _candidates(arch: Arch, train: dict[str, Any], infra: dict[str, Any], zero: dict[str, Any]
-                ) -> list[tuple[str, str, dict[str, Any], dict[str, Any], dict[str, Any]]]:
+def _candidates(
+    arch: Arch, train: dict[str, Any], infra: dict[str, Any], zero: dict[str, Any]
+) -> list[tuple[str, str, dict[str, Any], dict[str, Any], dict[str, Any]]]:
     """The ranked changes (issue 10's order) not already on: (change, why, train, infra, zero)."""
     out = []
     if not train.get("enable_liger_kernel"):
-        out.append(("training.enable_liger_kernel: true", "fused linear cross-entropy: no full-vocab logits",
-                    {**train, "enable_liger_kernel": True}, infra, zero))
+        out.append(
+            (
+                "training.enable_liger_kernel: true",
+                "fused linear cross-entropy: no full-vocab logits",
+                {**train, "enable_liger_kernel": True},
+                infra,
+                zero,
+            )
+        )
     if not train.get("disable_gradient_checkpointing") and not train.get("use_unsloth_gc"):
-        out.append(("training.use_unsloth_gc: true", "checkpointed activations offloaded to host memory",
-                    {**train, "use_unsloth_gc": True}, infra, zero))
+        out.append(
+            (
+                "training.use_unsloth_gc: true",
+                "checkpointed activations offloaded to host memory",
+                {**train, "use_unsloth_gc": True},
+                infra,
+                zero,
+            )
+        )
     if not (zero["stage"] >= 3 and zero["offload_optimizer"] and zero["offload_param"]):
-        out.append((f"training.deepspeed: {OFFLOAD_DS_CONFIG}", "ZeRO-3 with optimizer and params on CPU",
-                    train, infra, {**zero, "stage": 3, "offload_optimizer": True, "offload_param": True}))
+        out.append(
+            (
+                f"training.deepspeed: {OFFLOAD_DS_CONFIG}",
+                "ZeRO-3 with optimizer and params on CPU",
+                train,
+                infra,
+                {**zero, "stage": 3, "offload_optimizer": True, "offload_param": True},
+            )
+        )
     for factor in (2, 4, 8):  # the fewest nodes that fit, else 8x
         more = {**infra, "n_nodes": infra["n_nodes"] * factor}
         if _plan(arch, train, more, zero)["fits"] or factor == 8:
-            out.append((f"infrastructure.n_nodes: {more['n_nodes']}",
-                        f"{factor}x the GPUs: model states spread thinner", train, more, zero))
+            out.append(
+                (
+                    f"infrastructure.n_nodes: {more['n_nodes']}",
+                    f"{factor}x the GPUs: model states spread thinner",
+                    train,
+                    more,
+                    zero,
+                )
+            )
             break
     cut = int(train["cutoff_len"]) // 2
     while cut >= 1024:  # the longest power-of-two fraction that fits, else 1024
         shorter = {**train, "cutoff_len": cut}
         if _plan(arch, shorter, infra, zero)["fits"] or cut // 2 < 1024:
-            out.append((f"training.cutoff_len: {cut}", "shorter samples (longer ones are truncated or dropped)",
-                        shorter, infra, zero))
+            out.append(
+                (
+                    f"training.cutoff_len: {cut}",
+                    "shorter samples (longer ones are truncated or dropped)",
+                    shorter,
+                    infra,
+                    zero,
+                )
+            )
             break
         cut //= 2
     return out
@@ -259,8 +327,12 @@ def memory_plan(cfg: RunConfig, model_config: Path | None = None) -> dict[str, A
     train, infra = copy.deepcopy(cfg.training), copy.deepcopy(cfg.infrastructure)
     zero = zero_settings(cfg)
     plan = _plan(arch, train, infra, zero)
-    plan["model"] = {"config": str(path), "hidden_size": arch.hidden, "num_hidden_layers": arch.layers,
-                     "vocab_size": arch.vocab}
+    plan["model"] = {
+        "config": str(path),
+        "hidden_size": arch.hidden,
+        "num_hidden_layers": arch.layers,
+        "vocab_size": arch.vocab,
+    }
     plan["suggestions"] = []
     if plan["fits"]:
         return plan
@@ -271,51 +343,72 @@ def memory_plan(cfg: RunConfig, model_config: Path | None = None) -> dict[str, A
         cum_infra = {**cum_infra, **{k: v for k, v in i.items() if infra.get(k) != v}}
         cum_zero = z if z is not zero else cum_zero
         together = _plan(arch, cum_train, cum_infra, cum_zero)
-        plan["suggestions"].append({"change": change, "why": why, "per_gpu_gb": alone["per_gpu_gb"],
-                                    "fits": alone["fits"], "cumulative_per_gpu_gb": together["per_gpu_gb"],
-                                    "cumulative_fits": together["fits"]})
+        plan["suggestions"].append(
+            {
+                "change": change,
+                "why": why,
+                "per_gpu_gb": alone["per_gpu_gb"],
+                "fits": alone["fits"],
+                "cumulative_per_gpu_gb": together["per_gpu_gb"],
+                "cumulative_fits": together["fits"],
+            }
+        )
     return plan
 
 
 def format_plan(plan: dict[str, Any]) -> str:
     """Human-readable plan: the breakdown, the total against the limit, and the ranked suggestions."""
     i = plan["inputs"]
-    lines = [f"memory plan per GPU: {i['params_b']}B params, {i['tokens_per_micro_batch']} tokens/micro-batch "
-             f"(cutoff_len {i['cutoff_len']} x batch {i['per_device_train_batch_size']}), {i['gpus']} GPU(s), "
-             f"ZeRO-{i['zero_stage']}" + (" +offload optimizer" if i["offload_optimizer"] else "")
-             + (" +offload params" if i["offload_param"] else "")
-             + f", attention {i['attention']}, liger {'on' if i['enable_liger_kernel'] else 'off'}, "
-             f"gradient checkpointing {'on' if i['gradient_checkpointing'] else 'off'}"
-             + (" (unsloth offload)" if i["use_unsloth_gc"] else "")]
+    lines = [
+        f"memory plan per GPU: {i['params_b']}B params, {i['tokens_per_micro_batch']} tokens/micro-batch "
+        f"(cutoff_len {i['cutoff_len']} x batch {i['per_device_train_batch_size']}), {i['gpus']} GPU(s), "
+        f"ZeRO-{i['zero_stage']}"
+        + (" +offload optimizer" if i["offload_optimizer"] else "")
+        + (" +offload params" if i["offload_param"] else "")
+        + f", attention {i['attention']}, liger {'on' if i['enable_liger_kernel'] else 'off'}, "
+        f"gradient checkpointing {'on' if i['gradient_checkpointing'] else 'off'}"
+        + (" (unsloth offload)" if i["use_unsloth_gc"] else "")
+    ]
     for key, gb in plan["breakdown"].items():
         lines.append(f"  {key:<26}{gb:>9.2f} GB")
     verdict = "fits" if plan["fits"] else "DOES NOT FIT"
-    lines.append(f"  {'total':<26}{plan['per_gpu_gb']:>9.2f} GB of {plan['gpu_memory_gb']:g} GB "
-                 f"(infrastructure.gpu_memory_gb): {verdict}")
+    lines.append(
+        f"  {'total':<26}{plan['per_gpu_gb']:>9.2f} GB of {plan['gpu_memory_gb']:g} GB "
+        f"(infrastructure.gpu_memory_gb): {verdict}"
+    )
     if plan["suggestions"]:
         lines.append("suggestions (ranked; alone -> with all above):")
         for n, sug in enumerate(plan["suggestions"], 1):
-            lines.append(f"  {n}. {sug['change']}: {sug['per_gpu_gb']:.1f} GB "
-                         f"{'fits' if sug['fits'] else 'no'} -> {sug['cumulative_per_gpu_gb']:.1f} GB "
-                         f"{'fits' if sug['cumulative_fits'] else 'no'}  ({sug['why']})")
+            lines.append(
+                f"  {n}. {sug['change']}: {sug['per_gpu_gb']:.1f} GB "
+                f"{'fits' if sug['fits'] else 'no'} -> {sug['cumulative_per_gpu_gb']:.1f} GB "
+                f"{'fits' if sug['cumulative_fits'] else 'no'}  ({sug['why']})"
+            )
     return "\n".join(lines)
 
 
 def memory_warnings(cfg: RunConfig) -> list[str]:
     """Validation warnings: cutoff_len > 32768 on CUDA without Liger, with the plan's numbers."""
     train = cfg.training
-    if (cfg.infrastructure["accelerator"] != "cuda" or train["cutoff_len"] <= LONG_CONTEXT_TOKENS
-            or train.get("enable_liger_kernel")):
+    if (
+        cfg.infrastructure["accelerator"] != "cuda"
+        or train["cutoff_len"] <= LONG_CONTEXT_TOKENS
+        or train.get("enable_liger_kernel")
+    ):
         return []
-    head = (f"runtime_info.input.training.enable_liger_kernel: false with cutoff_len {train['cutoff_len']} "
-            f"> {LONG_CONTEXT_TOKENS} on cuda")
+    head = (
+        f"runtime_info.input.training.enable_liger_kernel: false with cutoff_len {train['cutoff_len']} "
+        f"> {LONG_CONTEXT_TOKENS} on cuda"
+    )
     try:
         plan = memory_plan(cfg)
     except MemoryPlanError as exc:
         return [f"{head}: the full-vocabulary fp32 logits alone are large (no memory plan: {exc})"]
     liger = next((s for s in plan["suggestions"] if "enable_liger_kernel" in s["change"]), None)
-    text = (f"{head}: logits/loss take {plan['breakdown']['logits_loss']:.1f} GB per GPU, "
-            f"the plan {plan['per_gpu_gb']:.1f} GB of {plan['gpu_memory_gb']:g} GB")
+    text = (
+        f"{head}: logits/loss take {plan['breakdown']['logits_loss']:.1f} GB per GPU, "
+        f"the plan {plan['per_gpu_gb']:.1f} GB of {plan['gpu_memory_gb']:g} GB"
+    )
     if liger:
         text += f"; with Liger {liger['per_gpu_gb']:.1f} GB"
     return [text + " (sft memory)"]

@@ -3,6 +3,7 @@
 The schema's training keys are LLaMA-Factory argument names, so they pass through; this module adds
 what the pipeline owns (model, dataset, output_dir, reporting, resume) and what it forbids.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,9 @@ from sftpipe.util.yamltext import dump_yaml11
 PIPELINE_KEYS = ("output_dir", "plot_loss", "overwrite_output_dir", "report_to", "run_name")
 
 
-def render(cfg: RunConfig, resume_from: Path | None = None, tokenized_path: Path | None = None) -> dict[str, Any]:
+def render(
+    cfg: RunConfig, resume_from: Path | None = None, tokenized_path: Path | None = None
+) -> dict[str, Any]:
     training = {k: v for k, v in cfg.training.items() if k not in PIPELINE_KEYS and v is not None}
     if not training.get("deepspeed"):
         training.pop("deepspeed", None)
@@ -39,7 +42,9 @@ def render(cfg: RunConfig, resume_from: Path | None = None, tokenized_path: Path
         "report_to": trackers.report_to(cfg.experiment),
         "run_name": cfg.tracking_name,
     }
-    for key, value in trackers.tracker_lf_args(cfg.experiment, cfg.run_dir).items():  # relative, as output_dir
+    for key, value in trackers.tracker_lf_args(
+        cfg.experiment, cfg.run_dir
+    ).items():  # relative, as output_dir
         lf.setdefault(key, value)
     lf.setdefault("include_num_input_tokens_seen", True)  # token counts for metrics and tokens/s
     lf.setdefault("ddp_timeout", 180000000)  # long tokenization on rank 0 must not kill the group

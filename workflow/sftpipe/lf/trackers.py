@@ -7,6 +7,7 @@ under <run_dir>/wandb, synced later with `wandb sync`), tensorboard event files 
 path-traversal guard rejects every run stored below a directory named `artifacts`, i.e. every run dir here.)
 `wandb_mode: disabled` keeps meaning "no W&B" and reports nowhere, as before trackers existed.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -4,6 +4,7 @@ Config comes from each run directory's `run_config.yaml` (the resolved config th
 flattened to dotted keys; `runtime_info.output` (results, not inputs) is left out and credentials
 are never shown, not even redacted. Metrics come from sftpipe.runs.metrics.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,21 @@ RUN_CONFIG = paths.RESOLVED_CONFIG
 LF_CONFIG = paths.LF_YAML
 ABSENT = "<absent>"
 SKIP_PREFIXES = ("runtime_info.output", "runtime_info.input.credentials")
-METRIC_KEYS = ("final_loss", "last_loss", "best_loss", "best_loss_step", "best_eval_loss", "best_eval_step",
-               "eval_loss_last", "total_steps", "max_steps", "epochs", "train_runtime", "num_input_tokens_seen",
-               "train_samples_per_second")
+METRIC_KEYS = (
+    "final_loss",
+    "last_loss",
+    "best_loss",
+    "best_loss_step",
+    "best_eval_loss",
+    "best_eval_step",
+    "eval_loss_last",
+    "total_steps",
+    "max_steps",
+    "epochs",
+    "train_runtime",
+    "num_input_tokens_seen",
+    "train_samples_per_second",
+)
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -59,8 +72,10 @@ def config_differences(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
     diffs = {}
     for key in keys:
         values = [c.get(key, ABSENT) for c in configs]
-        if any(json.dumps(v, sort_keys=True, default=str) != json.dumps(values[0], sort_keys=True, default=str)
-               for v in values[1:]):
+        if any(
+            json.dumps(v, sort_keys=True, default=str) != json.dumps(values[0], sort_keys=True, default=str)
+            for v in values[1:]
+        ):
             diffs[key] = values
     return diffs
 
@@ -79,11 +94,20 @@ def compare(root: Path, refs: list[str]) -> dict[str, Any]:
             metrics = extract_metrics(ref.run_dir)
         except MetricsError as exc:
             metrics = {"summary": {"warnings": [str(exc)]}, "series": []}
-        runs.append({"ref": ref_text, "run_id": ref.run_id, "run_dir": str(ref.run_dir),
-                     "label": ref.run_id or ref.run_dir.name, "status": derive_status(ref).status,
-                     "config_source": source, "config": config,
-                     "metrics": {k: metrics["summary"].get(k) for k in METRIC_KEYS},
-                     "warnings": metrics["summary"].get("warnings", []), "series": metrics["series"]})
+        runs.append(
+            {
+                "ref": ref_text,
+                "run_id": ref.run_id,
+                "run_dir": str(ref.run_dir),
+                "label": ref.run_id or ref.run_dir.name,
+                "status": derive_status(ref).status,
+                "config_source": source,
+                "config": config,
+                "metrics": {k: metrics["summary"].get(k) for k in METRIC_KEYS},
+                "warnings": metrics["summary"].get("warnings", []),
+                "series": metrics["series"],
+            }
+        )
     labels = [r["label"] for r in runs]
     if len(set(labels)) != len(labels):  # the same name twice (e.g. two dirs called alike): use refs
         for r in runs:
@@ -104,21 +128,36 @@ def plot_comparison(result: dict[str, Any], out_png: Path) -> Path:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, run in enumerate(result["runs"]):
         color = colors[i % len(colors)]
-        pts = [(r["step"], float(r["loss"])) for r in run["series"]
-               if isinstance(r.get("loss"), (int, float)) and math.isfinite(r["loss"])]
-        evals = [(r["step"], float(r["eval_loss"])) for r in run["series"]
-                 if isinstance(r.get("eval_loss"), (int, float)) and math.isfinite(r["eval_loss"])]
+        pts = [
+            (r["step"], float(r["loss"]))
+            for r in run["series"]
+            if isinstance(r.get("loss"), (int, float)) and math.isfinite(r["loss"])
+        ]
+        evals = [
+            (r["step"], float(r["eval_loss"]))
+            for r in run["series"]
+            if isinstance(r.get("eval_loss"), (int, float)) and math.isfinite(r["eval_loss"])
+        ]
         if pts:
             steps, losses = zip(*pts)
             weight = smoothing_weight(len(losses))
-            ax_train.plot(steps, losses, color=color, alpha=0.3 if weight else 1.0, linewidth=1,
-                          marker="o" if len(pts) <= 20 else None, markersize=3,
-                          label=None if weight else run["label"])
+            ax_train.plot(
+                steps,
+                losses,
+                color=color,
+                alpha=0.3 if weight else 1.0,
+                linewidth=1,
+                marker="o" if len(pts) <= 20 else None,
+                markersize=3,
+                label=None if weight else run["label"],
+            )
             if weight:
                 ax_train.plot(steps, ema(list(losses), weight), color=color, linewidth=2, label=run["label"])
         if evals:
             steps, losses = zip(*evals)
-            ax_eval.plot(steps, losses, color=color, marker="D", markersize=4, linewidth=1.2, label=run["label"])
+            ax_eval.plot(
+                steps, losses, color=color, marker="D", markersize=4, linewidth=1.2, label=run["label"]
+            )
     for ax, title in ((ax_train, "train loss"), (ax_eval, "eval loss")):
         ax.set_title(title)
         ax.set_xlabel("optimizer step")
@@ -153,8 +192,9 @@ def format_table(result: dict[str, Any]) -> str:
     widths = [max(12, len(label)) for label in labels]
 
     def line(key: str, values: list[Any]) -> str:
-        return f"{key:{width_key}s}  " + "  ".join(f"{_cell(v) if v is not None else '-':>{w}s}"
-                                                   for v, w in zip(values, widths))
+        return f"{key:{width_key}s}  " + "  ".join(
+            f"{_cell(v) if v is not None else '-':>{w}s}" for v, w in zip(values, widths)
+        )
 
     out = [line(k, v) for k, v in rows]
     out.append("")
@@ -165,6 +205,8 @@ def format_table(result: dict[str, Any]) -> str:
     elif not missing:
         out.append("config: no differences")
     for r in missing:
-        out.append(f"warning: {r['label']}: no {RUN_CONFIG} or {LF_CONFIG} in {r['run_dir']}: its config is "
-                   "unknown and not compared")
+        out.append(
+            f"warning: {r['label']}: no {RUN_CONFIG} or {LF_CONFIG} in {r['run_dir']}: its config is "
+            "unknown and not compared"
+        )
     return "\n".join(out)

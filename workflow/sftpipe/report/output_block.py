@@ -1,4 +1,5 @@
 """What the write-back puts in runtime_info.output, gathered from a finished run's files."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Training-curve figure of one run: loss (raw + smoothed + eval points) over learning rate."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,11 @@ DEFAULT_PNG = paths.LOSS_PLOT
 
 
 def _points(series: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
-    pts = [(r["step"], float(r[key])) for r in series
-           if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    pts = [
+        (r["step"], float(r[key]))
+        for r in series
+        if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])
+    ]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
@@ -30,19 +34,40 @@ def plot_training(metrics: dict[str, Any], out_png: Path, title: str) -> Path:
     eval_steps, eval_losses = _points(series, "eval_loss")
     lr_steps, lrs = _points(series, "learning_rate")
 
-    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True,
-                                         gridspec_kw={"height_ratios": [3, 1]}, constrained_layout=True)
+    fig, (ax_loss, ax_lr) = plt.subplots(
+        2, 1, figsize=(9, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}, constrained_layout=True
+    )
     marker = "o" if len(steps) <= 20 else None
     if steps:
         weight = smoothing_weight(len(steps))  # 0 for short runs: the raw curve is drawn solid alone
-        ax_loss.plot(steps, losses, color="tab:blue", alpha=0.35 if weight else 1.0, linewidth=1,
-                     marker=marker, markersize=4, label="train loss (raw)")
+        ax_loss.plot(
+            steps,
+            losses,
+            color="tab:blue",
+            alpha=0.35 if weight else 1.0,
+            linewidth=1,
+            marker=marker,
+            markersize=4,
+            label="train loss (raw)",
+        )
         if weight > 0:
-            ax_loss.plot(steps, ema(losses, weight), color="tab:blue", linewidth=2,
-                         label=f"train loss (EMA, weight {weight:.2f})")
+            ax_loss.plot(
+                steps,
+                ema(losses, weight),
+                color="tab:blue",
+                linewidth=2,
+                label=f"train loss (EMA, weight {weight:.2f})",
+            )
     if eval_steps:
-        ax_loss.plot(eval_steps, eval_losses, color="tab:orange", marker="D", markersize=5, linewidth=1.2,
-                     label="eval loss")
+        ax_loss.plot(
+            eval_steps,
+            eval_losses,
+            color="tab:orange",
+            marker="D",
+            markersize=5,
+            linewidth=1.2,
+            label="eval loss",
+        )
     if not steps and not eval_steps:
         ax_loss.text(0.5, 0.5, "no loss logged yet", ha="center", va="center", transform=ax_loss.transAxes)
     ax_loss.set_ylabel("loss")

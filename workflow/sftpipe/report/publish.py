@@ -16,6 +16,7 @@ A published version is immutable: publishing onto an existing directory is refus
 directory is built aside and renamed into place, so it is either complete or absent.
 `sft publish --verify DIR` re-hashes every file against model.yaml.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,11 +34,24 @@ from sftpipe.runs.provenance import dataset_fingerprint, sha256_file
 from sftpipe.runs.store import RunStore
 
 MANIFEST = "model.yaml"
-WEIGHT_GLOBS = ("model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin",
-                "pytorch_model.bin.index.json")
+WEIGHT_GLOBS = (
+    "model*.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model*.bin",
+    "pytorch_model.bin.index.json",
+)
 MODEL_FILES = ("config.json", "generation_config.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja", "chat_template.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -77,7 +91,9 @@ def select_checkpoint(run_dir: Path, which: str) -> dict[str, Any]:
     for row in result["checkpoints"]:
         if row["step"] == int(which):
             if not row["complete"]:
-                raise PublishError(f"checkpoint-{which} is incomplete ({row['problem']}); refusing to publish it")
+                raise PublishError(
+                    f"checkpoint-{which} is incomplete ({row['problem']}); refusing to publish it"
+                )
             return row | {"selected_as": f"step {which}"}
     steps = ", ".join(str(r["step"]) for r in result["checkpoints"]) or "none"
     raise PublishError(f"{run_dir} has no checkpoint-{which} (steps: {steps})")
@@ -127,8 +143,9 @@ def consolidate_zero(ckpt: Path, dest: Path, tag: str, max_shard_size: str = "5G
             del state[name]
         else:
             seen[key] = name
-    split = split_torch_state_dict_into_shards(state, filename_pattern="model{suffix}.safetensors",
-                                               max_shard_size=max_shard_size)
+    split = split_torch_state_dict_into_shards(
+        state, filename_pattern="model{suffix}.safetensors", max_shard_size=max_shard_size
+    )
     for filename, names in split.filename_to_tensors.items():
         save_file({n: state[n].contiguous() for n in names}, str(dest / filename), metadata={"format": "pt"})
     files = sorted(split.filename_to_tensors)
@@ -162,8 +179,11 @@ def _dataset_refs(run_dir: Path, root: Path) -> list[dict[str, Any]]:
         return []
     dataset_dir = Path(lf.get("dataset_dir") or "data")
     dataset_dir = dataset_dir if dataset_dir.is_absolute() else root / dataset_dir
-    return [dataset_fingerprint(dataset_dir, name.strip()) | {"recorded": "at publish time"}
-            for name in str(lf["dataset"]).split(",") if name.strip()]
+    return [
+        dataset_fingerprint(dataset_dir, name.strip()) | {"recorded": "at publish time"}
+        for name in str(lf["dataset"]).split(",")
+        if name.strip()
+    ]
 
 
 def file_inventory(directory: Path) -> list[dict[str, Any]]:
@@ -177,8 +197,14 @@ def file_inventory(directory: Path) -> list[dict[str, Any]]:
     return out
 
 
-def publish(root: Path, run_ref: str | None, name: str, version: str, checkpoint: str = "best",
-            out_dir: Path | None = None) -> Path:
+def publish(
+    root: Path,
+    run_ref: str | None,
+    name: str,
+    version: str,
+    checkpoint: str = "best",
+    out_dir: Path | None = None,
+) -> Path:
     """Build the published directory; returns its path."""
     from sftpipe.runs.status import resolve_run
     from sftpipe.util.git import git_commit
@@ -231,9 +257,14 @@ def publish(root: Path, run_ref: str | None, name: str, version: str, checkpoint
                 "deepspeed": lf.get("deepspeed"),
             },
             "datasets": _dataset_refs(ref.run_dir, root),
-            "metrics": {"step": row["step"], "epoch": row.get("epoch"), "loss": row.get("loss"),
-                        "eval_loss": row.get("eval_loss"), "best_metric": row.get("best_metric"),
-                        "num_input_tokens_seen": state.get("num_input_tokens_seen")},
+            "metrics": {
+                "step": row["step"],
+                "epoch": row.get("epoch"),
+                "loss": row.get("loss"),
+                "eval_loss": row.get("eval_loss"),
+                "best_metric": row.get("best_metric"),
+                "num_input_tokens_seen": state.get("num_input_tokens_seen"),
+            },
             "weights": weights,
             "file_origins": origin,
             "files": file_inventory(tmp),
@@ -272,7 +303,9 @@ def verify(directory: Path) -> list[str]:
             problems.append(f"{path}: size {have['size']} != recorded {info.get('size')}")
         elif have["sha256"] != info.get("sha256"):
             problems.append(f"{path}: sha256 {have['sha256']} != recorded {info.get('sha256')}")
-    problems += [f"{path}: present but not listed in {MANIFEST}" for path in sorted(set(actual) - set(recorded))]
+    problems += [
+        f"{path}: present but not listed in {MANIFEST}" for path in sorted(set(actual) - set(recorded))
+    ]
     return problems
 
 

@@ -21,14 +21,18 @@ def writeback_target(cfg: RunConfig, config_path: Path) -> Path:
     return cfg.root / paths.VARIANTS_DIR / f"{cfg.variant}{paths.VARIANT_OUTPUT_SUFFIX}"
 
 
-def write_back(cfg: RunConfig, config_path: Path, manifest: Path, metrics: Path, plot: Path,
-               marker: Path) -> dict[str, Any]:
+def write_back(
+    cfg: RunConfig, config_path: Path, manifest: Path, metrics: Path, plot: Path, marker: Path
+) -> dict[str, Any]:
     """Rewrite only runtime_info.output of the run's target file; the marker records what was written."""
     block = output_block.build(cfg, read_manifest(manifest), read_json(metrics) or {}, plot)
     target = writeback_target(cfg, config_path)
     if not target.exists():  # a variant's first result: a file of its own, never the variant itself
-        atomic_write_text(target, f"# Results of variant {cfg.variant!r}, written by the pipeline.\n"
-                                  "runtime_info:\n  output: {}\n")
+        atomic_write_text(
+            target,
+            f"# Results of variant {cfg.variant!r}, written by the pipeline.\n"
+            "runtime_info:\n  output: {}\n",
+        )
     write_output_block(target, block)
     written = {"target": str(target), "output": block}
     atomic_write_json(marker, written)
@@ -43,9 +47,13 @@ def record_run(cfg: RunConfig, manifest: Path, writeback: Path, marker: Path) ->
     records = dict(output["artifacts"])
     records["writeback"] = written["target"]
     metrics = output["training_metrics"]
-    fields: dict[str, Any] = {"final_loss": metrics["final_loss"], "checkpoint_path": output["checkpoint_path"],
-                              "records": records, "mfu": metrics.get("mfu"),
-                              "tokens_per_second_per_gpu": metrics.get("tokens_per_second_per_gpu")}
+    fields: dict[str, Any] = {
+        "final_loss": metrics["final_loss"],
+        "checkpoint_path": output["checkpoint_path"],
+        "records": records,
+        "mfu": metrics.get("mfu"),
+        "tokens_per_second_per_gpu": metrics.get("tokens_per_second_per_gpu"),
+    }
     if output.get("best_checkpoint"):
         fields["best_checkpoint"] = output["best_checkpoint"]
     entry = run_index.update_entry(cfg.root / paths.INDEX_PATH, run_id, **fields)

@@ -6,6 +6,7 @@ follows it); fresh text for that block alone is rendered and spliced between the
 before and after it. The result is re-parsed and must equal the original document with only
 ``runtime_info.output`` replaced, or nothing is written. The file is replaced atomically.
 """
+
 from __future__ import annotations
 
 import io
@@ -90,7 +91,9 @@ def splice_output(text: str, output: dict[str, Any]) -> str:
         raise WritebackError(f"config has no '{SECTION}' mapping")
     section: CommentedMap = doc[SECTION]
     if section.fa.flow_style() or not section:
-        raise WritebackError(f"'{SECTION}' is an empty or flow-style mapping ({{...}}): edit it into block style")
+        raise WritebackError(
+            f"'{SECTION}' is an empty or flow-style mapping ({{...}}): edit it into block style"
+        )
     newline = "\r\n" if "\r\n" in text else "\n"
     lines = _split_lines(text)
     keys = list(section.keys())

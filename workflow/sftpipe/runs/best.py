@@ -13,6 +13,7 @@ a multiple of eval_steps. `rotation_guard()` adds `metric_for_best_model: eval_l
 `greater_is_better: false` to an LF config that rotates, and reports configurations where the best
 cannot be protected (rotation without evaluation: HF only tracks eval metrics).
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -37,8 +38,10 @@ def _metric_rows(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     rows = {r["step"]: dict(r) for r in series}
     for line in lines:
         if isinstance(line.get("loss"), (int, float)):
-            row = rows.setdefault(line["current_steps"], {"step": line["current_steps"], "eval_loss": None,
-                                                          "epoch": line.get("epoch")})
+            row = rows.setdefault(
+                line["current_steps"],
+                {"step": line["current_steps"], "eval_loss": None, "epoch": line.get("epoch")},
+            )
             if row.get("loss") is None:
                 row["loss"] = line["loss"]
     return [rows[s] for s in sorted(rows)], []
@@ -53,25 +56,33 @@ def checkpoint_table(run_dir: Path, model_only: bool = False) -> list[dict[str, 
         losses = [r for r in series if r["step"] <= ckpt.step and isinstance(r.get("loss"), (int, float))]
         at = next((r for r in series if r["step"] == ckpt.step), {})
         mtime = ckpt.path.stat().st_mtime
-        rows.append({
-            "path": str(ckpt.path), "step": ckpt.step, "complete": ckpt.complete, "problem": ckpt.problem or None,
-            "loss": losses[-1]["loss"] if losses else None,
-            "loss_step": losses[-1]["step"] if losses else None,
-            "eval_loss": at.get("eval_loss"),
-            "epoch": at.get("epoch"),
-            "time": datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        })
+        rows.append(
+            {
+                "path": str(ckpt.path),
+                "step": ckpt.step,
+                "complete": ckpt.complete,
+                "problem": ckpt.problem or None,
+                "loss": losses[-1]["loss"] if losses else None,
+                "loss_step": losses[-1]["step"] if losses else None,
+                "eval_loss": at.get("eval_loss"),
+                "epoch": at.get("epoch"),
+                "time": datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        )
     return rows
 
 
-def pick_best(rows: list[dict[str, Any]], metric: str = "auto", greater_is_better: bool = False
-              ) -> tuple[dict[str, Any] | None, str]:
+def pick_best(
+    rows: list[dict[str, Any]], metric: str = "auto", greater_is_better: bool = False
+) -> tuple[dict[str, Any] | None, str]:
     """(best complete row, metric used). Ties go to the later step (more training for the same score)."""
     if metric not in METRICS:
         raise ValueError(f"metric {metric!r} is not one of {', '.join(METRICS)}")
     complete = [r for r in rows if r["complete"]]
     if metric == "auto":
-        metric = "eval_loss" if any(isinstance(r.get("eval_loss"), (int, float)) for r in complete) else "loss"
+        metric = (
+            "eval_loss" if any(isinstance(r.get("eval_loss"), (int, float)) for r in complete) else "loss"
+        )
     scored = [r for r in complete if isinstance(r.get(metric), (int, float)) and r[metric] == r[metric]]
     if not scored:
         return None, metric

@@ -6,6 +6,7 @@ parses and names step N, model weights exist, and the optimizer state is there (
 `latest` tag points at an existing global_stepN directory; otherwise optimizer.pt), unless the run
 saves model-only checkpoints, which cannot be resumed anyway.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,12 @@ from pathlib import Path
 from sftpipe import paths
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-WEIGHT_PATTERNS = ("model*.safetensors", "pytorch_model*.bin", "adapter_model.*", "model.safetensors.index.json")
+WEIGHT_PATTERNS = (
+    "model*.safetensors",
+    "pytorch_model*.bin",
+    "adapter_model.*",
+    "model.safetensors.index.json",
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,9 @@ def check(path: Path, step: int, model_only: bool = False) -> Checkpoint:
     except (OSError, json.JSONDecodeError) as exc:
         return Checkpoint(path, step, False, f"unreadable trainer_state.json: {exc}")
     if state.get("global_step") != step:
-        return Checkpoint(path, step, False, f"trainer_state.json global_step {state.get('global_step')} != {step}")
+        return Checkpoint(
+            path, step, False, f"trainer_state.json global_step {state.get('global_step')} != {step}"
+        )
     has_weights = any(any(path.glob(p)) for p in WEIGHT_PATTERNS)
     # ZeRO-3 with stage3_gather_16bit_weights_on_model_save false: the weights are the shards only.
     has_weights = has_weights or any(path.glob("global_step*/*model_states.pt"))
@@ -54,7 +62,9 @@ def check(path: Path, step: int, model_only: bool = False) -> Checkpoint:
         tag = latest.read_text().strip()
         tag_dir = path / tag
         if not tag or not tag_dir.is_dir() or not any(tag_dir.iterdir()):
-            return Checkpoint(path, step, False, f"DeepSpeed tag {tag!r} named by `latest` is missing or empty")
+            return Checkpoint(
+                path, step, False, f"DeepSpeed tag {tag!r} named by `latest` is missing or empty"
+            )
         return Checkpoint(path, step, True)
     if any(path.glob("global_step*")):
         return Checkpoint(path, step, False, "DeepSpeed shards without a `latest` tag (save interrupted)")

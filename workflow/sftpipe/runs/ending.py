@@ -8,9 +8,24 @@ from __future__ import annotations
 
 from typing import Any
 
-OOM_AT_MAX_LENGTH = "oom_at_max_length"  # the fail-fast probe: the longest batch does not fit (training.probe)
-STATUSES = frozenset({"queued", "running", "completed", "failed", "interrupted", "stopped", "timeout",
-                      "preempted", "crashed", OOM_AT_MAX_LENGTH, "unknown"})
+OOM_AT_MAX_LENGTH = (
+    "oom_at_max_length"  # the fail-fast probe: the longest batch does not fit (training.probe)
+)
+STATUSES = frozenset(
+    {
+        "queued",
+        "running",
+        "completed",
+        "failed",
+        "interrupted",
+        "stopped",
+        "timeout",
+        "preempted",
+        "crashed",
+        OOM_AT_MAX_LENGTH,
+        "unknown",
+    }
+)
 ACTIVE_STATUSES = frozenset({"queued", "running"})
 TERMINAL_STATUSES = STATUSES - ACTIVE_STATUSES - {"unknown"}
 # A stop the training process honoured: the reasons a stop request or stop_reason.json can carry.
@@ -44,8 +59,13 @@ def status_from_stop_reason(stop: dict[str, Any]) -> str:
     return "interrupted"
 
 
-def final_status(exit_code: int, stop: dict[str, Any] | None, signal_reason: str | None, finished: bool,
-                 multi_node: bool = False) -> str:
+def final_status(
+    exit_code: int,
+    stop: dict[str, Any] | None,
+    signal_reason: str | None,
+    finished: bool,
+    multi_node: bool = False,
+) -> str:
     """How one launch ended.
 
     exit_code: the launcher's child (torchrun or srun); stop: stop_reason.json if the ranks stopped on request;

@@ -7,6 +7,7 @@ the same directory, fsync, ``os.replace``), so readers never see a half-written 
 from many processes never lose an entry. An update re-renders only its own entry's lines: the
 header comment and every other entry keep their exact bytes.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,10 +21,32 @@ from sftpipe.util.fs import atomic_write_bytes, file_lock
 from sftpipe.util.timefmt import utc_now
 from sftpipe.util.yamltext import YamlValueError, needs_quotes, plain_yaml_value
 
-FIELDS = ("id", "block", "variant", "status", "exit_code", "run_dir", "log", "started_at", "last_updated",
-          "completed_at", "config_hash", "git_commit", "data_name", "checkpoint_path", "best_checkpoint",
-          "final_loss", "tokens_per_second_per_gpu", "mfu", "slurm_job_id", "slurm_nodes", "slurm_restart_count",
-          "requeue", "records", "error")
+FIELDS = (
+    "id",
+    "block",
+    "variant",
+    "status",
+    "exit_code",
+    "run_dir",
+    "log",
+    "started_at",
+    "last_updated",
+    "completed_at",
+    "config_hash",
+    "git_commit",
+    "data_name",
+    "checkpoint_path",
+    "best_checkpoint",
+    "final_loss",
+    "tokens_per_second_per_gpu",
+    "mfu",
+    "slurm_job_id",
+    "slurm_nodes",
+    "slurm_restart_count",
+    "requeue",
+    "records",
+    "error",
+)
 TIME_FIELDS = ("started_at", "last_updated", "completed_at")
 HEADER = "# Run history: one entry per run, newest last (written by sftpipe.runs.index; times UTC).\n"
 _TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -37,7 +60,9 @@ class RunIndexError(RuntimeError):
 def _validate(entry: dict[str, Any]) -> dict[str, Any]:
     unknown = set(entry) - set(FIELDS)
     if unknown:
-        raise RunIndexError(f"unknown run-index fields: {', '.join(sorted(unknown))} (allowed: {', '.join(FIELDS)})")
+        raise RunIndexError(
+            f"unknown run-index fields: {', '.join(sorted(unknown))} (allowed: {', '.join(FIELDS)})"
+        )
     status = entry.get("status")
     if status not in STATUSES:
         raise RunIndexError(f"status {status!r} is not one of {', '.join(sorted(STATUSES))}")
@@ -70,8 +95,15 @@ _EntryDumper.add_representer(str, _represent_str)
 
 def render_entry(entry: dict[str, Any]) -> str:
     """One validated entry as a YAML list item, fields in FIELDS order."""
-    return yaml.dump([_validate(entry)], Dumper=_EntryDumper, sort_keys=False, default_flow_style=False,
-                     allow_unicode=True, width=4096, indent=2)
+    return yaml.dump(
+        [_validate(entry)],
+        Dumper=_EntryDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=4096,
+        indent=2,
+    )
 
 
 def _parse(index_path: Path, text: str) -> list[dict[str, Any]]:
@@ -99,8 +131,10 @@ def _load(index_path: Path) -> tuple[str, list[dict[str, Any]], list[int]]:
     entries = _parse(index_path, text)
     starts = [n for n, line in enumerate(text.split("\n")) if line.startswith("- ") or line.rstrip() == "-"]
     if len(starts) != len(entries):
-        raise RunIndexError(f"{index_path}: {len(entries)} entries but {len(starts)} '- ' item lines at "
-                            "column 0; not the layout this module writes (fix it by hand)")
+        raise RunIndexError(
+            f"{index_path}: {len(entries)} entries but {len(starts)} '- ' item lines at "
+            "column 0; not the layout this module writes (fix it by hand)"
+        )
     return text, entries, starts
 
 
@@ -150,8 +184,12 @@ def update_entry(index_path: Path, run_id: str, **fields: Any) -> dict[str, Any]
         updated = current | fields
         if "last_updated" not in fields:
             updated["last_updated"] = utc_now()
-        if (updated.get("status") not in ACTIVE_STATUSES and updated.get("status") != "unknown"
-                and updated.get("completed_at") is None and "completed_at" not in fields):
+        if (
+            updated.get("status") not in ACTIVE_STATUSES
+            and updated.get("status") != "unknown"
+            and updated.get("completed_at") is None
+            and "completed_at" not in fields
+        ):
             updated["completed_at"] = updated["last_updated"]
         if updated["id"] != run_id:
             raise RunIndexError("update_entry cannot change a run's id")
@@ -168,7 +206,9 @@ def update_entry(index_path: Path, run_id: str, **fields: Any) -> dict[str, Any]
         expected = list(doc)
         expected[i] = _validate(updated)
         if _parse(index_path, new_text) != expected:
-            raise RunIndexError(f"{index_path}: rewriting entry {run_id!r} would change other entries; not written")
+            raise RunIndexError(
+                f"{index_path}: rewriting entry {run_id!r} would change other entries; not written"
+            )
         atomic_write_bytes(index_path, new_text.encode())
         return expected[i]
 

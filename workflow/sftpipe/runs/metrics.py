@@ -25,6 +25,7 @@ from the start of the attempt to that step (None where not logged at that step).
 Partial results are explicit: a value that cannot be known yet is ``None`` and the reason is listed
 in ``summary["warnings"]``; a file that cannot be parsed raises :class:`MetricsError`.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,17 @@ from sftpipe.util.fs import atomic_write_bytes
 from sftpipe.util.timefmt import parse_duration
 
 # Fields of one series row, in output order.
-SERIES_FIELDS = ("step", "loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "num_input_tokens_seen",
-                 "tokens_per_second_per_gpu", "mfu")
+SERIES_FIELDS = (
+    "step",
+    "loss",
+    "eval_loss",
+    "learning_rate",
+    "grad_norm",
+    "epoch",
+    "num_input_tokens_seen",
+    "tokens_per_second_per_gpu",
+    "mfu",
+)
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -52,7 +62,9 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise MetricsError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} col {exc.colno})") from exc
+        raise MetricsError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} col {exc.colno})"
+        ) from exc
     except OSError as exc:
         raise MetricsError(f"{path}: cannot read ({exc.strerror})") from exc
 
@@ -111,7 +123,9 @@ def read_trainer_log(path: Path, warnings: list[str]) -> tuple[list[dict[str, An
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             if is_last and not terminated:
-                warnings.append(f"{path.name}: skipped unterminated last line {lineno} (write in progress or cut off)")
+                warnings.append(
+                    f"{path.name}: skipped unterminated last line {lineno} (write in progress or cut off)"
+                )
                 continue
             raise MetricsError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
         step = record.get("current_steps") if isinstance(record, dict) else None
@@ -124,8 +138,11 @@ def read_trainer_log(path: Path, warnings: list[str]) -> tuple[list[dict[str, An
         seconds = parse_duration(record.get("elapsed_time"))
         elapsed = None if seconds is None else int(seconds)
         # A key already written in this same attempt can only come back from a new attempt.
-        if step < prev_step or attempt_of.get(key) == restarts or (
-                elapsed is not None and elapsed < prev_elapsed):
+        if (
+            step < prev_step
+            or attempt_of.get(key) == restarts
+            or (elapsed is not None and elapsed < prev_elapsed)
+        ):
             restarts += 1
         prev_step, prev_elapsed = step, elapsed if elapsed is not None else prev_elapsed
         attempt_of[key] = restarts
@@ -157,7 +174,9 @@ def _row(step: int) -> dict[str, Any]:
     return {field: None for field in SERIES_FIELDS} | {"step": step}
 
 
-def _merge_state(rows: dict[int, dict[str, Any]], log_history: list[Any], path: Path) -> dict[str, Any] | None:
+def _merge_state(
+    rows: dict[int, dict[str, Any]], log_history: list[Any], path: Path
+) -> dict[str, Any] | None:
     """Overlay trainer_state log_history onto rows; return its end-of-train summary entry, if any."""
     final: dict[str, Any] | None = None
     for i, entry in enumerate(log_history):
@@ -169,9 +188,14 @@ def _merge_state(rows: dict[int, dict[str, Any]], log_history: list[Any], path: 
             final = entry
             continue
         row = rows.setdefault(entry["step"], _row(entry["step"]))
-        for src, dst in (("loss", "loss"), ("eval_loss", "eval_loss"), ("learning_rate", "learning_rate"),
-                         ("grad_norm", "grad_norm"), ("epoch", "epoch"),
-                         ("num_input_tokens_seen", "num_input_tokens_seen")):
+        for src, dst in (
+            ("loss", "loss"),
+            ("eval_loss", "eval_loss"),
+            ("learning_rate", "learning_rate"),
+            ("grad_norm", "grad_norm"),
+            ("epoch", "epoch"),
+            ("num_input_tokens_seen", "num_input_tokens_seen"),
+        ):
             if src in entry:
                 row[dst] = entry[src]
     return final
@@ -184,8 +208,13 @@ def _merge_log(rows: dict[int, dict[str, Any]], log_lines: list[dict[str, Any]],
         if step <= covered_to or ("loss" not in line and "eval_loss" not in line):
             continue
         row = rows.setdefault(step, _row(step))
-        for src, dst in (("loss", "loss"), ("eval_loss", "eval_loss"), ("lr", "learning_rate"),
-                         ("epoch", "epoch"), ("total_tokens", "num_input_tokens_seen")):
+        for src, dst in (
+            ("loss", "loss"),
+            ("eval_loss", "eval_loss"),
+            ("lr", "learning_rate"),
+            ("epoch", "epoch"),
+            ("total_tokens", "num_input_tokens_seen"),
+        ):
             if src in line:
                 row[dst] = line[src]
 
@@ -202,8 +231,10 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
     if not state_path.is_file():
         state_path = _latest_checkpoint_state(run_dir)
         if state_path is not None:
-            warnings.append(f"no {paths.TRAINER_STATE} in the run directory (run not finished): "
-                            f"history up to the newest checkpoint from {state_path.relative_to(run_dir)}")
+            warnings.append(
+                f"no {paths.TRAINER_STATE} in the run directory (run not finished): "
+                f"history up to the newest checkpoint from {state_path.relative_to(run_dir)}"
+            )
     state: dict[str, Any] | None = None
     if state_path is not None:
         state = _read_json(state_path)
@@ -218,24 +249,35 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
         log_lines, duplicates, restarts = read_trainer_log(log_path, warnings)
         sources["trainer_log"] = str(log_path)
     if state is None and not log_path.is_file():
-        raise MetricsError(f"{run_dir}: no training records ({paths.TRAINER_STATE}, checkpoint-*/{paths.TRAINER_STATE} "
-                           f"or {paths.TRAINER_LOG}); training has not logged a step yet or this is not a run dir")
+        raise MetricsError(
+            f"{run_dir}: no training records ({paths.TRAINER_STATE}, checkpoint-*/{paths.TRAINER_STATE} "
+            f"or {paths.TRAINER_LOG}); training has not logged a step yet or this is not a run dir"
+        )
 
     rows: dict[int, dict[str, Any]] = {}
     final_entry: dict[str, Any] | None = None
     state_step = -1
     if state is not None:
         final_entry = _merge_state(rows, state["log_history"], state_path)
-        state_step = state.get("global_step") if isinstance(state.get("global_step"), int) else max(rows, default=-1)
+        state_step = (
+            state.get("global_step") if isinstance(state.get("global_step"), int) else max(rows, default=-1)
+        )
     # Both records take a step's loss from the same log_history entry, so they must agree; if not,
     # trainer_state.json is likely left over from an earlier run in this directory.
-    mismatched = [line["current_steps"] for line in log_lines
-                  if "loss" in line and line["current_steps"] in rows and rows[line["current_steps"]]["loss"]
-                  is not None and not _same(line["loss"], rows[line["current_steps"]]["loss"])]
+    mismatched = [
+        line["current_steps"]
+        for line in log_lines
+        if "loss" in line
+        and line["current_steps"] in rows
+        and rows[line["current_steps"]]["loss"] is not None
+        and not _same(line["loss"], rows[line["current_steps"]]["loss"])
+    ]
     if mismatched:
-        warnings.append(f"{paths.TRAINER_LOG} and {state_path.name if state_path else paths.TRAINER_STATE} disagree on the "
-                        f"loss at steps {mismatched[:10]}: the state file may be from an earlier run in this "
-                        f"directory; values shown are the state file's")
+        warnings.append(
+            f"{paths.TRAINER_LOG} and {state_path.name if state_path else paths.TRAINER_STATE} disagree on the "
+            f"loss at steps {mismatched[:10]}: the state file may be from an earlier run in this "
+            f"directory; values shown are the state file's"
+        )
     _merge_log(rows, log_lines, state_step)
     series = [rows[s] for s in sorted(rows)]
 
@@ -253,8 +295,10 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
             sources[name.removesuffix(".json")] = str(path)
     finished = final_entry is not None and state_step >= current_step
     if results and not finished:
-        warnings.append(f"{paths.TRAIN_RESULTS}/{paths.ALL_RESULTS} ignored: the run directory's {paths.TRAINER_STATE} does not "
-                        f"confirm they cover the last logged step {current_step} (resumed or still writing)")
+        warnings.append(
+            f"{paths.TRAIN_RESULTS}/{paths.ALL_RESULTS} ignored: the run directory's {paths.TRAINER_STATE} does not "
+            f"confirm they cover the last logged step {current_step} (resumed or still writing)"
+        )
         results = {}
     if not finished:
         warnings.append("run not finished: final_loss, train_runtime and throughput summaries are unknown")
@@ -273,12 +317,16 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
     if finished and restarts:
         # transformers divides the loss summed since the resume by ALL steps (Trainer._total_loss_scalar
         # restarts at 0), so train_results.json's train_loss is too low after a resume.
-        warnings.append(f"resumed run: {paths.TRAIN_RESULTS} train_loss {final_loss} only sums the steps after the "
-                        f"resume; final_loss is the step-weighted mean of the logged losses instead, and "
-                        f"train_runtime/samples/steps per second cover the last attempt only")
+        warnings.append(
+            f"resumed run: {paths.TRAIN_RESULTS} train_loss {final_loss} only sums the steps after the "
+            f"resume; final_loss is the step-weighted mean of the logged losses instead, and "
+            f"train_runtime/samples/steps per second cover the last attempt only"
+        )
         final_loss = weighted_mean
     eval_pts = [(r["step"], v) for r in series if (v := _finite(r["eval_loss"])) is not None]
-    nonfinite = sum(1 for r in series for k in ("loss", "eval_loss") if r[k] is not None and _finite(r[k]) is None)
+    nonfinite = sum(
+        1 for r in series for k in ("loss", "eval_loss") if r[k] is not None and _finite(r[k]) is None
+    )
     if nonfinite:
         warnings.append(f"{nonfinite} non-finite loss values (NaN/inf) left out of mean/best")
     best = min(train_pts, key=lambda p: p[1]) if train_pts else None
@@ -289,8 +337,9 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
     if tokens is None and series:  # a running total: only the newest step's value is the total so far
         tokens = series[-1]["num_input_tokens_seen"]
 
-    perf = _throughput(run_dir, series, log_lines, tokens, summary_src.get("train_runtime"), current_step,
-                       restarts > 0)
+    perf = _throughput(
+        run_dir, series, log_lines, tokens, summary_src.get("train_runtime"), current_step, restarts > 0
+    )
     summary: dict[str, Any] = {
         "finished": finished,
         "final_loss": final_loss,
@@ -330,19 +379,32 @@ def extract_metrics(run_dir: Path) -> dict[str, Any]:
     return {"summary": summary, "series": series}
 
 
-def _throughput(run_dir: Path, series: list[dict[str, Any]], log_lines: list[dict[str, Any]], tokens: Any,
-                runtime: Any, step: int, resumed: bool) -> dict[str, Any]:
+def _throughput(
+    run_dir: Path,
+    series: list[dict[str, Any]],
+    log_lines: list[dict[str, Any]],
+    tokens: Any,
+    runtime: Any,
+    step: int,
+    resumed: bool,
+) -> dict[str, Any]:
     """Run-level throughput (sftpipe.runs.throughput) and the per-row running figures, filled into series."""
     from sftpipe.runs.throughput import rates, run_context, run_throughput
 
-    elapsed = {ln["current_steps"]: s for ln in log_lines if "loss" in ln and (s := parse_duration(ln.get("elapsed_time")))}
+    elapsed = {
+        ln["current_steps"]: s
+        for ln in log_lines
+        if "loss" in ln and (s := parse_duration(ln.get("elapsed_time")))
+    }
     if runtime is None and log_lines:  # a live run: the last logged elapsed time
         runtime = parse_duration(log_lines[-1].get("elapsed_time"))
     # After a resume runtime and elapsed restart at 0 while the token count carries on: no honest rate.
     perf = run_throughput(run_dir, None if resumed else _finite(tokens), runtime, step if step > 0 else None)
     if resumed:
-        perf["warnings"].append("resumed run: the token count spans attempts but the runtime only the last; "
-                                "tokens/s and MFU are left unknown")
+        perf["warnings"].append(
+            "resumed run: the token count spans attempts but the runtime only the last; "
+            "tokens/s and MFU are left unknown"
+        )
     ctx = run_context(run_dir)
     for row in series:
         secs = elapsed.get(row["step"])
@@ -353,7 +415,9 @@ def _throughput(run_dir: Path, series: list[dict[str, Any]], log_lines: list[dic
     return perf
 
 
-def write_metrics(run_dir: Path, out_json: Path | None = None, out_jsonl: Path | None = None) -> dict[str, Any]:
+def write_metrics(
+    run_dir: Path, out_json: Path | None = None, out_jsonl: Path | None = None
+) -> dict[str, Any]:
     """Write metrics.json (summary + series) and metrics.jsonl (one object per logged step)."""
     run_dir = Path(run_dir)
     metrics = extract_metrics(run_dir)

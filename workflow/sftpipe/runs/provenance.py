@@ -30,8 +30,22 @@ from sftpipe.util.git import code_diff, git_commit
 from sftpipe.util.redact import register_secrets
 from sftpipe.util.timefmt import utc_now
 
-PACKAGES = ("torch", "transformers", "llamafactory", "deepspeed", "accelerate", "datasets", "peft", "trl",
-            "tokenizers", "flash-attn", "liger-kernel", "wandb", "snakemake", "sftpipe")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "llamafactory",
+    "deepspeed",
+    "accelerate",
+    "datasets",
+    "peft",
+    "trl",
+    "tokenizers",
+    "flash-attn",
+    "liger-kernel",
+    "wandb",
+    "snakemake",
+    "sftpipe",
+)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -49,8 +63,13 @@ def _gpu_info() -> list[dict[str, str]]:
     if not exe:
         return []
     try:
-        out = subprocess.run([exe, "--query-gpu=index,name,memory.total,driver_version",
-                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20, check=False)
+        out = subprocess.run(
+            [exe, "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     gpus = []
@@ -76,8 +95,16 @@ def environment_info(root: Path) -> dict[str, Any]:
         m = re.search(r"^cuda\s*(?::\s*\w+)?\s*=\s*['\"]([^'\"]+)['\"]", version_py, re.MULTILINE)
         cuda = m.group(1) if m else None
     lock = Path(root) / "uv.lock"
-    env_keys = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "SLURM_JOB_NODELIST", "NCCL_DEBUG", "NCCL_SOCKET_IFNAME",
-                "WANDB_MODE", "HF_HUB_OFFLINE", "OMP_NUM_THREADS")
+    env_keys = (
+        "CUDA_VISIBLE_DEVICES",
+        "SLURM_JOB_ID",
+        "SLURM_JOB_NODELIST",
+        "NCCL_DEBUG",
+        "NCCL_SOCKET_IFNAME",
+        "WANDB_MODE",
+        "HF_HUB_OFFLINE",
+        "OMP_NUM_THREADS",
+    )
     return {
         "recorded_at": utc_now(),
         "host": socket.gethostname(),
@@ -106,8 +133,11 @@ def dataset_fingerprint(dataset_dir: Path, data_name: str) -> dict[str, Any]:
         return {"data_name": data_name, "dataset_info": str(info_path), "error": f"cannot read: {exc}"}
     entry = info.get(data_name) if isinstance(info, dict) else None
     if not isinstance(entry, dict):
-        return {"data_name": data_name, "dataset_info": str(info_path),
-                "error": f"no entry {data_name!r} in dataset_info.json"}
+        return {
+            "data_name": data_name,
+            "dataset_info": str(info_path),
+            "error": f"no entry {data_name!r} in dataset_info.json",
+        }
     out: dict[str, Any] = {"data_name": data_name, "dataset_info": str(info_path), "entry": entry}
     if "file_name" not in entry:  # hf_hub_url and friends: pulled at train time, nothing local to hash
         out["source"] = "hub"
@@ -140,9 +170,16 @@ def write_start_records(cfg: RunConfig, store: RunStore) -> dict[str, Any]:
     store.write_environment(environment_info(root))
     fingerprint = dataset_fingerprint(root / LF_DATA_DIR, cfg.data_name)
     store.write_dataset_fingerprint(fingerprint)
-    store.log_event("INFO", "run started", run_dir=str(cfg.run_dir), variant=cfg.variant or None,
-                    data_name=cfg.data_name, dataset_sha256=fingerprint.get("sha256"),
-                    config_hash=cfg.config_hash(), training_hash=cfg.training_hash())
+    store.log_event(
+        "INFO",
+        "run started",
+        run_dir=str(cfg.run_dir),
+        variant=cfg.variant or None,
+        data_name=cfg.data_name,
+        dataset_sha256=fingerprint.get("sha256"),
+        config_hash=cfg.config_hash(),
+        training_hash=cfg.training_hash(),
+    )
     if "error" in fingerprint:
         store.log_event("WARNING", "dataset fingerprint incomplete", error=fingerprint["error"])
     return fingerprint
@@ -163,5 +200,11 @@ def write_end_records(store: RunStore, status: str, exit_code: int | None, model
         store.log_event("ERROR", "checkpoint index not written", error=str(exc))
         rows = []
     level = "INFO" if status in ("completed", "stopped") else "WARNING" if status != "failed" else "ERROR"
-    store.log_event(level, "run ended", status=status, exit_code=exit_code,
-                    checkpoints=len(rows), complete_checkpoints=sum(1 for r in rows if r["complete"]))
+    store.log_event(
+        level,
+        "run ended",
+        status=status,
+        exit_code=exit_code,
+        checkpoints=len(rows),
+        complete_checkpoints=sum(1 for r in rows if r["complete"]),
+    )

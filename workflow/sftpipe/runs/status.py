@@ -11,6 +11,7 @@ Deriving never writes; `reconcile()` (`sft status --reconcile`) records the deri
 
 Progress comes from trainer_log.jsonl (deduplicated: a resume appends steps again).
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,16 @@ from sftpipe.util.timefmt import format_duration, iso_of, parse_duration, unix_o
 STALE_AFTER_S = float(os.environ.get("SFT_HEARTBEAT_STALE_S", "120"))
 EMA_WEIGHT = 0.9
 # slurm_env.JOB_STATES → our statuses (a job that ended while the index still says running).
-_SLURM_END = {"completed": "unknown", "failed": "crashed", "timeout": "timeout", "preempted": "preempted",
-              "node_fail": "crashed", "cancelled": "stopped", "oom": "crashed", "unknown": "unknown"}
+_SLURM_END = {
+    "completed": "unknown",
+    "failed": "crashed",
+    "timeout": "timeout",
+    "preempted": "preempted",
+    "node_fail": "crashed",
+    "cancelled": "stopped",
+    "oom": "crashed",
+    "unknown": "unknown",
+}
 
 
 class RunNotFound(LookupError):
@@ -79,7 +88,9 @@ def resolve_run(root: Path, ref: str | None, index_path: Path | None = None) -> 
     as_path = Path(ref) if Path(ref).is_absolute() else root / ref
     for entry in reversed(entries):
         run_dir = entry_run_dir(root, entry)
-        if Path(str(entry.get("run_dir") or "")).name == ref or (as_path.exists() and _same(run_dir, as_path)):
+        if Path(str(entry.get("run_dir") or "")).name == ref or (
+            as_path.exists() and _same(run_dir, as_path)
+        ):
             return RunRef(run_dir, entry, root)
     for candidate in (as_path, root / MODEL_ROOT / ref):
         if (candidate / paths.RUN_RECORD).is_file() or (candidate / paths.TRAINER_LOG).is_file():
@@ -97,12 +108,29 @@ def _same(a: Path, b: Path) -> bool:
 def progress(run_dir: Path) -> dict[str, Any]:
     """Live progress from trainer_log.jsonl (empty values when nothing is logged yet)."""
     run_dir = Path(run_dir)
-    out: dict[str, Any] = {"step": None, "total_steps": None, "percentage": None, "loss": None,
-                           "loss_ema": None, "eval_loss": None, "eval_step": None, "learning_rate": None,
-                           "epoch": None, "tokens_per_second": None, "tokens_per_second_per_gpu": None,
-                           "mfu": None, "total_tokens": None, "elapsed": None,
-                           "elapsed_s": None, "eta": None, "eta_s": None, "log_updated_at": None,
-                           "latest_checkpoint": None, "latest_checkpoint_step": None, "warnings": []}
+    out: dict[str, Any] = {
+        "step": None,
+        "total_steps": None,
+        "percentage": None,
+        "loss": None,
+        "loss_ema": None,
+        "eval_loss": None,
+        "eval_step": None,
+        "learning_rate": None,
+        "epoch": None,
+        "tokens_per_second": None,
+        "tokens_per_second_per_gpu": None,
+        "mfu": None,
+        "total_tokens": None,
+        "elapsed": None,
+        "elapsed_s": None,
+        "eta": None,
+        "eta_s": None,
+        "log_updated_at": None,
+        "latest_checkpoint": None,
+        "latest_checkpoint_step": None,
+        "warnings": [],
+    }
     good = checkpoints.latest_complete(run_dir)
     if good:
         out["latest_checkpoint"], out["latest_checkpoint_step"] = str(good.path), good.step
@@ -153,8 +181,11 @@ def progress(run_dir: Path) -> dict[str, Any]:
 def _process_start(stat_fields: list[str]) -> float | None:
     """Unix start time of a process from /proc/<pid>/stat fields (after the command name)."""
     try:
-        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                     if line.startswith("btime "))
+        btime = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
         return btime + int(stat_fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, StopIteration, ValueError, IndexError):
         return None
@@ -189,8 +220,12 @@ class Derived:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-def derive_status(ref: RunRef, now: float | None = None, stale_after_s: float = STALE_AFTER_S,
-                  slurm_state: str | None = None) -> Derived:
+def derive_status(
+    ref: RunRef,
+    now: float | None = None,
+    stale_after_s: float = STALE_AFTER_S,
+    slurm_state: str | None = None,
+) -> Derived:
     """The run's status from its files (never writes). `slurm_state` overrides asking SLURM (tests)."""
     now = time.time() if now is None else now
     entry, run_dir = ref.entry, ref.run_dir
@@ -225,8 +260,12 @@ def derive_status(ref: RunRef, now: float | None = None, stale_after_s: float = 
             return Derived("queued", recorded, f"SLURM job {job} is pending", evidence)
         if state is not None and state not in ("running",):
             status = status_from_stop_reason(stop) if stop else _SLURM_END.get(state, "unknown")
-            return Derived(status, recorded, f"SLURM job {job} ended ({state}) but the index still says "
-                           f"{recorded}", evidence)
+            return Derived(
+                status,
+                recorded,
+                f"SLURM job {job} ended ({state}) but the index still says {recorded}",
+                evidence,
+            )
 
     pid, host = record.get("pid"), record.get("host")
     if isinstance(pid, int) and host == socket.gethostname():
@@ -235,36 +274,61 @@ def derive_status(ref: RunRef, now: float | None = None, stale_after_s: float = 
         if alive:
             return Derived("running", recorded, f"launcher pid {pid} is alive", evidence)
         if stop:
-            return Derived(status_from_stop_reason(stop), recorded, f"launcher pid {pid} is gone after a requested stop "
-                           f"(stop_reason.json: {stop.get('reason')})", evidence)
-        return Derived("crashed", recorded, f"launcher pid {pid} on {host} is gone and recorded no end", evidence)
+            return Derived(
+                status_from_stop_reason(stop),
+                recorded,
+                f"launcher pid {pid} is gone after a requested stop (stop_reason.json: {stop.get('reason')})",
+                evidence,
+            )
+        return Derived(
+            "crashed", recorded, f"launcher pid {pid} on {host} is gone and recorded no end", evidence
+        )
 
     age = evidence.get("heartbeat_age_s")
     if age is not None:
         if age <= stale_after_s:
             return Derived("running", recorded, f"heartbeat {age:.0f}s old", evidence)
         if stop:
-            return Derived(status_from_stop_reason(stop), recorded, "heartbeat stale after a requested stop", evidence)
-        return Derived("crashed", recorded, f"heartbeat is {age:.0f}s old (> {stale_after_s:.0f}s) and no end "
-                       "was recorded", evidence)
+            return Derived(
+                status_from_stop_reason(stop), recorded, "heartbeat stale after a requested stop", evidence
+            )
+        return Derived(
+            "crashed",
+            recorded,
+            f"heartbeat is {age:.0f}s old (> {stale_after_s:.0f}s) and no end was recorded",
+            evidence,
+        )
     if recorded == "queued":
         return Derived("queued", recorded, "queued; no process yet", evidence)
     where = f"host {host}" if host else "an unknown host"
-    return Derived("unknown", recorded, f"recorded {recorded} on {where}; no pid to check here and no heartbeat",
-                   evidence)
+    return Derived(
+        "unknown",
+        recorded,
+        f"recorded {recorded} on {where}; no pid to check here and no heartbeat",
+        evidence,
+    )
 
 
 def run_report(ref: RunRef, **kw: Any) -> dict[str, Any]:
     """Everything `sft status` shows about one run."""
     derived = derive_status(ref, **kw)
     entry = ref.entry or {}
-    out = {"run_id": ref.run_id, "run_dir": str(ref.run_dir), "variant": entry.get("variant"),
-           "data_name": entry.get("data_name"), "started_at": entry.get("started_at"),
-           "completed_at": entry.get("completed_at"), **asdict(derived),
-           "progress": progress(ref.run_dir), "final_loss": entry.get("final_loss"),
-           "checkpoint_path": entry.get("checkpoint_path"), "log": entry.get("log"),
-           "slurm_job_id": entry.get("slurm_job_id"), "slurm_nodes": entry.get("slurm_nodes"),
-           "error": entry.get("error")}
+    out = {
+        "run_id": ref.run_id,
+        "run_dir": str(ref.run_dir),
+        "variant": entry.get("variant"),
+        "data_name": entry.get("data_name"),
+        "started_at": entry.get("started_at"),
+        "completed_at": entry.get("completed_at"),
+        **asdict(derived),
+        "progress": progress(ref.run_dir),
+        "final_loss": entry.get("final_loss"),
+        "checkpoint_path": entry.get("checkpoint_path"),
+        "log": entry.get("log"),
+        "slurm_job_id": entry.get("slurm_job_id"),
+        "slurm_nodes": entry.get("slurm_nodes"),
+        "error": entry.get("error"),
+    }
     return out
 
 
@@ -278,15 +342,26 @@ def reconcile(root: Path, index_path: Path | None = None, **kw: Any) -> list[dic
         ref = RunRef(entry_run_dir(Path(root), entry), entry, Path(root))
         derived = derive_status(ref, **kw)
         if derived.status in TERMINAL_STATUSES:
-            run_index.update_entry(index_path, entry["id"], status=derived.status,
-                                   error=f"reconciled by sft status: {derived.reason}")
-            changed.append({"id": entry["id"], "from": entry["status"], "to": derived.status,
-                            "reason": derived.reason})
+            run_index.update_entry(
+                index_path,
+                entry["id"],
+                status=derived.status,
+                error=f"reconciled by sft status: {derived.reason}",
+            )
+            changed.append(
+                {"id": entry["id"], "from": entry["status"], "to": derived.status, "reason": derived.reason}
+            )
     return changed
 
 
-def list_runs(root: Path, status: str | None = None, variant: str | None = None, data: str | None = None,
-              index_path: Path | None = None, **kw: Any) -> list[dict[str, Any]]:
+def list_runs(
+    root: Path,
+    status: str | None = None,
+    variant: str | None = None,
+    data: str | None = None,
+    index_path: Path | None = None,
+    **kw: Any,
+) -> list[dict[str, Any]]:
     """Index entries newest first, each with its derived status, filtered."""
     rows = []
     for entry in reversed(run_index.read_entries(index_path or Path(root) / INDEX_PATH)):
@@ -299,12 +374,22 @@ def list_runs(root: Path, status: str | None = None, variant: str | None = None,
         if status is not None and derived.status != status:
             continue
         prog = progress(ref.run_dir) if derived.status in ACTIVE_STATUSES else {}
-        rows.append({"id": entry["id"], "status": derived.status, "recorded_status": entry.get("status"),
-                     "variant": entry.get("variant"), "data_name": entry.get("data_name"),
-                     "run_dir": entry.get("run_dir"), "started_at": entry.get("started_at"),
-                     "completed_at": entry.get("completed_at"),
-                     "final_loss": entry.get("final_loss"), "step": prog.get("step"),
-                     "total_steps": prog.get("total_steps"), "eta": prog.get("eta")})
+        rows.append(
+            {
+                "id": entry["id"],
+                "status": derived.status,
+                "recorded_status": entry.get("status"),
+                "variant": entry.get("variant"),
+                "data_name": entry.get("data_name"),
+                "run_dir": entry.get("run_dir"),
+                "started_at": entry.get("started_at"),
+                "completed_at": entry.get("completed_at"),
+                "final_loss": entry.get("final_loss"),
+                "step": prog.get("step"),
+                "total_steps": prog.get("total_steps"),
+                "eta": prog.get("eta"),
+            }
+        )
     return rows
 
 
@@ -316,21 +401,27 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 def format_report(rep: dict[str, Any]) -> str:
     p = rep["progress"]
-    status = rep["status"] + ("" if rep["status"] == rep["recorded_status"] else
-                              f" (index says {rep['recorded_status']})")
-    lines = [f"run        {rep['run_id'] or '-'}  {rep['run_dir']}",
-             f"status     {status}: {rep['reason']}"]
+    status = rep["status"] + (
+        "" if rep["status"] == rep["recorded_status"] else f" (index says {rep['recorded_status']})"
+    )
+    lines = [f"run        {rep['run_id'] or '-'}  {rep['run_dir']}", f"status     {status}: {rep['reason']}"]
     if rep.get("variant") or rep.get("data_name"):
         lines.append(f"variant    {rep.get('variant') or '-'}   data {rep.get('data_name') or '-'}")
     if p["step"] is not None:
-        lines.append(f"progress   step {p['step']}/{_fmt(p['total_steps'])} ({_fmt(p['percentage'], 1)}%)  "
-                     f"elapsed {p['elapsed'] or '-'}  ETA {p['eta'] or '-'}")
-        lines.append(f"loss       {_fmt(p['loss'])} (EMA {_fmt(p['loss_ema'])})  eval {_fmt(p['eval_loss'])}"
-                     f"{' @ step ' + str(p['eval_step']) if p['eval_step'] is not None else ''}  "
-                     f"lr {_fmt(p['learning_rate'], 3) if p['learning_rate'] is None else format(p['learning_rate'], '.3g')}")
-        lines.append(f"tokens/s   {_fmt(p['tokens_per_second'], 1)}  (tokens seen {_fmt(p['total_tokens'])}; "
-                     f"per GPU {_fmt(p['tokens_per_second_per_gpu'], 1)}, MFU "
-                     f"{'-' if p['mfu'] is None else format(p['mfu'], '.1%')})")
+        lines.append(
+            f"progress   step {p['step']}/{_fmt(p['total_steps'])} ({_fmt(p['percentage'], 1)}%)  "
+            f"elapsed {p['elapsed'] or '-'}  ETA {p['eta'] or '-'}"
+        )
+        lines.append(
+            f"loss       {_fmt(p['loss'])} (EMA {_fmt(p['loss_ema'])})  eval {_fmt(p['eval_loss'])}"
+            f"{' @ step ' + str(p['eval_step']) if p['eval_step'] is not None else ''}  "
+            f"lr {_fmt(p['learning_rate'], 3) if p['learning_rate'] is None else format(p['learning_rate'], '.3g')}"
+        )
+        lines.append(
+            f"tokens/s   {_fmt(p['tokens_per_second'], 1)}  (tokens seen {_fmt(p['total_tokens'])}; "
+            f"per GPU {_fmt(p['tokens_per_second_per_gpu'], 1)}, MFU "
+            f"{'-' if p['mfu'] is None else format(p['mfu'], '.1%')})"
+        )
     else:
         lines.append("progress   no step logged yet")
     lines.append(f"checkpoint {p['latest_checkpoint'] or '-'} (latest complete)")
@@ -341,8 +432,10 @@ def format_report(rep: dict[str, Any]) -> str:
     if rep.get("slurm_job_id"):
         ev = rep.get("evidence") or {}
         left = ev.get("slurm_time_left_s")
-        lines.append(f"slurm      job {rep['slurm_job_id']} {ev.get('slurm_state') or '-'} on "
-                     f"{rep.get('slurm_nodes') or '-'}" + (f", {left / 60:.0f} min left" if left else ""))
+        lines.append(
+            f"slurm      job {rep['slurm_job_id']} {ev.get('slurm_state') or '-'} on "
+            f"{rep.get('slurm_nodes') or '-'}" + (f", {left / 60:.0f} min left" if left else "")
+        )
     if rep.get("error"):
         lines.append("error      " + str(rep["error"]).replace("\n", "\n           "))
     lines += [f"warning: {w}" for w in p["warnings"]]

@@ -167,8 +167,10 @@ class RunStore:
     # ---- checkpoints.jsonl -------------------------------------------------------------------------------
     def write_checkpoint_index(self, rows: list[dict[str, Any]]) -> None:
         """Replace checkpoints.jsonl with `rows` (redacted), one JSON per line."""
-        atomic_write_text(self.path(paths.CHECKPOINT_INDEX),
-                          "".join(redact(json.dumps(row, default=str)) + "\n" for row in rows))
+        atomic_write_text(
+            self.path(paths.CHECKPOINT_INDEX),
+            "".join(redact(json.dumps(row, default=str)) + "\n" for row in rows),
+        )
 
     def read_checkpoint_index(self) -> list[dict[str, Any]]:
         path = self.path(paths.CHECKPOINT_INDEX)
@@ -251,9 +253,18 @@ class Heartbeat:
     def beat(self, alive: bool = True) -> None:
         """Rewrite heartbeat.json now; `alive=False` marks the launcher's last beat."""
         self.beats += 1
-        self.store.write_heartbeat({"pid": os.getpid(), "host": socket.gethostname(), "alive": alive,
-                                    "time": utc_now(), "unix_time": time.time(),
-                                    "interval_s": self.interval_s, "beats": self.beats, **self.info})
+        self.store.write_heartbeat(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "alive": alive,
+                "time": utc_now(),
+                "unix_time": time.time(),
+                "interval_s": self.interval_s,
+                "beats": self.beats,
+                **self.info,
+            }
+        )
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -23,6 +23,7 @@ peak being dense bf16 from `PEAK_TFLOPS` by the GPU name in environment.json, or
 
 N and the shapes come from the model's config.json only (no weights are read).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,23 +37,23 @@ from sftpipe.runs.store import RunStore
 # Dense (no sparsity) bf16 tensor-core peak per accelerator, TFLOPS, from the vendors' data sheets.
 # Matched in order against the GPU name nvidia-smi reports: the more specific names come first.
 PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
-    ("GB200", 2500.0),       # NVIDIA GB200 NVL72 data sheet, per Blackwell GPU
-    ("B200", 2250.0),        # NVIDIA HGX B200 data sheet
-    ("H200", 989.4),         # NVIDIA H200 data sheet (SXM); same tensor cores as H100 SXM
-    ("GH200", 989.4),        # Grace Hopper superchip: an H100 SXM-class GPU
-    ("H100 PCIe", 756.0),    # NVIDIA H100 data sheet, PCIe
-    ("H100 NVL", 835.0),     # NVIDIA H100 data sheet, NVL
-    ("H100", 989.4),         # NVIDIA H100 data sheet, SXM ("NVIDIA H100 80GB HBM3")
+    ("GB200", 2500.0),  # NVIDIA GB200 NVL72 data sheet, per Blackwell GPU
+    ("B200", 2250.0),  # NVIDIA HGX B200 data sheet
+    ("H200", 989.4),  # NVIDIA H200 data sheet (SXM); same tensor cores as H100 SXM
+    ("GH200", 989.4),  # Grace Hopper superchip: an H100 SXM-class GPU
+    ("H100 PCIe", 756.0),  # NVIDIA H100 data sheet, PCIe
+    ("H100 NVL", 835.0),  # NVIDIA H100 data sheet, NVL
+    ("H100", 989.4),  # NVIDIA H100 data sheet, SXM ("NVIDIA H100 80GB HBM3")
     ("H800", 989.4),
-    ("A100", 312.0),         # NVIDIA A100 data sheet (SXM and PCIe)
+    ("A100", 312.0),  # NVIDIA A100 data sheet (SXM and PCIe)
     ("A800", 312.0),
-    ("L40S", 362.05),        # NVIDIA L40S data sheet
-    ("L40", 181.05),         # NVIDIA L40 data sheet
-    ("L4", 121.0),           # NVIDIA L4 data sheet
-    ("A10G", 70.0),          # AWS g5 instances (A10G): NVIDIA figure quoted by AWS
-    ("A10", 125.0),          # NVIDIA A10 data sheet
-    ("MI300X", 1307.4),      # AMD Instinct MI300X data sheet
-    ("MI250X", 383.0),       # AMD Instinct MI250X data sheet
+    ("L40S", 362.05),  # NVIDIA L40S data sheet
+    ("L40", 181.05),  # NVIDIA L40 data sheet
+    ("L4", 121.0),  # NVIDIA L4 data sheet
+    ("A10G", 70.0),  # AWS g5 instances (A10G): NVIDIA figure quoted by AWS
+    ("A10", 125.0),  # NVIDIA A10 data sheet
+    ("MI300X", 1307.4),  # AMD Instinct MI300X data sheet
+    ("MI250X", 383.0),  # AMD Instinct MI250X data sheet
 )
 
 
@@ -99,9 +100,16 @@ def model_shape(config: dict[str, Any]) -> dict[str, Any]:
     else:
         mlp = 3 * hidden * _req(cfg, "intermediate_size")  # gate, up, down (SwiGLU)
     norms = 2 * hidden + (2 * head_dim if cfg.get("model_type", "").startswith("qwen3") else 0)
-    n_params = layers * (attention + mlp + norms) + hidden + vocab * hidden  # + final norm + output projection
-    return {"n_params": n_params, "n_layers": layers, "d_attn": d_attn, "hidden_size": hidden,
-            "vocab_size": vocab}
+    n_params = (
+        layers * (attention + mlp + norms) + hidden + vocab * hidden
+    )  # + final norm + output projection
+    return {
+        "n_params": n_params,
+        "n_layers": layers,
+        "d_attn": d_attn,
+        "hidden_size": hidden,
+        "vocab_size": vocab,
+    }
 
 
 def flops_per_token(n_params: int, n_layers: int, d_attn: int, seq_len: float) -> float:
@@ -109,13 +117,25 @@ def flops_per_token(n_params: int, n_layers: int, d_attn: int, seq_len: float) -
     return 6.0 * n_params + 6.0 * n_layers * d_attn * seq_len
 
 
-def throughput(tokens: float | None, runtime_s: float | None, world_size: int, shape: dict[str, Any] | None,
-               seq_len: float | None, peak_tflops: float | None) -> dict[str, Any]:
+def throughput(
+    tokens: float | None,
+    runtime_s: float | None,
+    world_size: int,
+    shape: dict[str, Any] | None,
+    seq_len: float | None,
+    peak_tflops: float | None,
+) -> dict[str, Any]:
     """tokens/s per GPU and MFU (None where an input is missing)."""
-    out: dict[str, Any] = {"tokens_per_second_per_gpu": None, "model_flops_per_token": None,
-                           "achieved_tflops_per_gpu": None, "mfu": None, "peak_tflops_per_gpu": peak_tflops,
-                           "mean_seq_len": seq_len, "world_size": world_size,
-                           "n_params": shape["n_params"] if shape else None}
+    out: dict[str, Any] = {
+        "tokens_per_second_per_gpu": None,
+        "model_flops_per_token": None,
+        "achieved_tflops_per_gpu": None,
+        "mfu": None,
+        "peak_tflops_per_gpu": peak_tflops,
+        "mean_seq_len": seq_len,
+        "world_size": world_size,
+        "n_params": shape["n_params"] if shape else None,
+    }
     if not tokens or not runtime_s or runtime_s <= 0 or world_size <= 0:
         return out
     per_gpu = tokens / runtime_s / world_size
@@ -158,8 +178,11 @@ def find_model_config(run_dir: Path, model_path: str | None) -> Path | None:
     candidates: list[Path] = []
     if model_path:
         p = Path(model_path)
-        candidates += [p / "config.json"] if p.is_absolute() else [
-            parent / p / "config.json" for parent in [Path.cwd(), *run_dir.resolve().parents]]
+        candidates += (
+            [p / "config.json"]
+            if p.is_absolute()
+            else [parent / p / "config.json" for parent in [Path.cwd(), *run_dir.resolve().parents]]
+        )
     candidates.append(run_dir / "config.json")
     candidates += sorted(run_dir.glob("checkpoint-*/config.json"), reverse=True)
     return next((c for c in candidates if c.is_file()), None)
@@ -171,9 +194,11 @@ def peak_memory_per_rank(run_dir: Path) -> dict[str, Any]:
     gpu = [ranks[r].get("peak_gpu_memory_bytes") for r in sorted(ranks)]
     rss = [ranks[r].get("peak_rss_bytes") for r in sorted(ranks)]
     gpu_gb = [round(b / 1e9, 3) if isinstance(b, (int, float)) else None for b in gpu]
-    return {"peak_gpu_memory_gb_per_rank": gpu_gb if any(v is not None for v in gpu_gb) else None,
-            "peak_gpu_memory_gb": max((v for v in gpu_gb if v is not None), default=None),
-            "peak_rss_gb": max((round(b / 1e9, 3) for b in rss if isinstance(b, (int, float))), default=None)}
+    return {
+        "peak_gpu_memory_gb_per_rank": gpu_gb if any(v is not None for v in gpu_gb) else None,
+        "peak_gpu_memory_gb": max((v for v in gpu_gb if v is not None), default=None),
+        "peak_rss_gb": max((round(b / 1e9, 3) for b in rss if isinstance(b, (int, float))), default=None),
+    }
 
 
 def run_context(run_dir: Path) -> dict[str, Any]:
@@ -183,7 +208,7 @@ def run_context(run_dir: Path) -> dict[str, Any]:
     warnings: list[str] = []
     lf = _read_yaml(run_dir / paths.LF_YAML)
     resolved = _read_yaml(run_dir / paths.RESOLVED_CONFIG)
-    infra = (((resolved.get("runtime_info") or {}).get("input") or {}).get("infrastructure") or {})
+    infra = ((resolved.get("runtime_info") or {}).get("input") or {}).get("infrastructure") or {}
     world = ((RunStore(run_dir).read_run_record() or {}).get("world") or {}).get("world_size")
     if not isinstance(world, int) or world <= 0:
         world = int(infra.get("n_gpus_per_node", 1)) * int(infra.get("n_nodes", 1))
@@ -203,16 +228,29 @@ def run_context(run_dir: Path) -> dict[str, Any]:
     if peak is None:
         peak = peak_tflops_for(gpu_name)
         if peak is None and gpu_name:
-            warnings.append(f"no peak FLOPs known for GPU {gpu_name!r}: set infrastructure.peak_tflops_per_gpu")
+            warnings.append(
+                f"no peak FLOPs known for GPU {gpu_name!r}: set infrastructure.peak_tflops_per_gpu"
+            )
     packed = bool(lf.get("packing") or lf.get("neat_packing"))
-    samples_per_step = (int(lf.get("per_device_train_batch_size") or 1)
-                        * int(lf.get("gradient_accumulation_steps") or 1) * world)
-    return {"world_size": world, "shape": shape, "peak_tflops": peak, "gpu_name": gpu_name,
-            "packed_len": float(lf["cutoff_len"]) if packed and lf.get("cutoff_len") else None,
-            "samples_per_step": samples_per_step, "warnings": warnings}
+    samples_per_step = (
+        int(lf.get("per_device_train_batch_size") or 1)
+        * int(lf.get("gradient_accumulation_steps") or 1)
+        * world
+    )
+    return {
+        "world_size": world,
+        "shape": shape,
+        "peak_tflops": peak,
+        "gpu_name": gpu_name,
+        "packed_len": float(lf["cutoff_len"]) if packed and lf.get("cutoff_len") else None,
+        "samples_per_step": samples_per_step,
+        "warnings": warnings,
+    }
 
 
-def rates(ctx: dict[str, Any], tokens: float | None, runtime_s: float | None, steps: int | None) -> dict[str, Any]:
+def rates(
+    ctx: dict[str, Any], tokens: float | None, runtime_s: float | None, steps: int | None
+) -> dict[str, Any]:
     """throughput() for a run context: the mean sequence length is tokens / samples (steps x global batch)."""
     seq_len = ctx["packed_len"]
     if seq_len is None and tokens and steps:
@@ -220,8 +258,9 @@ def rates(ctx: dict[str, Any], tokens: float | None, runtime_s: float | None, st
     return throughput(tokens, runtime_s, ctx["world_size"], ctx["shape"], seq_len, ctx["peak_tflops"])
 
 
-def run_throughput(run_dir: Path, tokens: float | None, runtime_s: float | None,
-                   steps: int | None) -> dict[str, Any]:
+def run_throughput(
+    run_dir: Path, tokens: float | None, runtime_s: float | None, steps: int | None
+) -> dict[str, Any]:
     """Throughput and per-rank peak memory of a run from its records and the given tokens, runtime, steps."""
     ctx = run_context(run_dir)
     out = rates(ctx, tokens, runtime_s, steps)

@@ -3,6 +3,7 @@
 A variant file holds overrides only; its results go to `<name>.output.yaml` next to it (written by
 the pipeline), which is not a variant. A variant that does not validate is listed with its errors.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,9 +42,19 @@ def list_variants(root: Path, config: Path = Path("config/config.yaml")) -> list
         if path.name.endswith(OUTPUT_SUFFIX):
             continue
         name = path.name[: -len(".yaml")]
-        row: dict[str, Any] = {"variant": name, "file": str(path.relative_to(root)), "run_dir": None,
-                               "data_name": None, "valid": True, "problems": [], "last_run": None,
-                               "status": None, "runs": 0, "checkpoint_path": None, "final_loss": None}
+        row: dict[str, Any] = {
+            "variant": name,
+            "file": str(path.relative_to(root)),
+            "run_dir": None,
+            "data_name": None,
+            "valid": True,
+            "problems": [],
+            "last_run": None,
+            "status": None,
+            "runs": 0,
+            "checkpoint_path": None,
+            "final_loss": None,
+        }
         try:
             cfg = load(config, root=root, variant=name)
             row.update(run_dir=str(cfg.run_dir), data_name=cfg.data_name)

@@ -13,6 +13,7 @@ when to stop before the time limit, and how to hand the job back to SLURM for a 
 * World size: DeepSpeed ZeRO checkpoints are sharded per rank; resuming with another
   n_nodes × n_gpus_per_node cannot load them, so that is refused up front with the ways out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,9 +56,14 @@ class SlurmJob:
         return len(self.nodes)
 
     def record(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "nodes": list(self.nodes), "master_addr": self.master_addr,
-                "master_port": self.master_port, "restart_count": self.restart_count,
-                "time_limit": self.time_limit}
+        return {
+            "job_id": self.job_id,
+            "nodes": list(self.nodes),
+            "master_addr": self.master_addr,
+            "master_port": self.master_port,
+            "restart_count": self.restart_count,
+            "time_limit": self.time_limit,
+        }
 
 
 def current_job(cfg: RunConfig, env: Mapping[str, str] | None = None) -> SlurmJob | None:
@@ -69,22 +75,31 @@ def current_job(cfg: RunConfig, env: Mapping[str, str] | None = None) -> SlurmJo
         # e.g. inside a container that inherited SLURM_JOB_ID but has no SLURM client
         if cfg.infrastructure["n_nodes"] > 1:
             raise slurm_env.SlurmEnvError("n_nodes > 1 needs scontrol and srun on PATH inside the SLURM job")
-        print("[sft] SLURM_JOB_ID is set but scontrol/srun are not on PATH: launching as outside SLURM "
-              "(no time-limit guard, no requeue)", flush=True)
+        print(
+            "[sft] SLURM_JOB_ID is set but scontrol/srun are not on PATH: launching as outside SLURM "
+            "(no time-limit guard, no requeue)",
+            flush=True,
+        )
         return None
     info = slurm_env.allocation_info(env)
     want = cfg.infrastructure["n_nodes"]
     if info.nnodes != want:
         raise slurm_env.SlurmEnvError(
             f"infrastructure.n_nodes is {want} but SLURM job {info.job_id} has {info.nnodes} node(s) "
-            f"({','.join(info.nodes)}): submit with --nodes={want} (the train rule's `nodes` resource)")
+            f"({','.join(info.nodes)}): submit with --nodes={want} (the train rule's `nodes` resource)"
+        )
     record = slurm_env.job_record(info.job_id)
     port = cfg.infrastructure["master_port"] or slurm_env.job_master_port(info.job_id)
     addr = slurm_env.master_addr(info) if info.nnodes > 1 else "127.0.0.1"
     restarts = record.get("Restarts", "0")
-    return SlurmJob(job_id=info.job_id, nodes=info.nodes, master_addr=addr, master_port=port,
-                    restart_count=int(restarts) if restarts.isdigit() else 0,
-                    time_limit=record.get("TimeLimit", ""))
+    return SlurmJob(
+        job_id=info.job_id,
+        nodes=info.nodes,
+        master_addr=addr,
+        master_port=port,
+        restart_count=int(restarts) if restarts.isdigit() else 0,
+        time_limit=record.get("TimeLimit", ""),
+    )
 
 
 def launch_command(torchrun_cmd: Sequence[str], job: SlurmJob) -> list[str]:
@@ -102,8 +117,12 @@ def launch_environment(cfg: RunConfig, job: SlurmJob, base: Mapping[str, str]) -
     """Environment for launch_command: rendezvous variables, and for srun the job-level SLURM view."""
     infra = cfg.infrastructure
     env = dict(base)
-    env.update(MASTER_ADDR=job.master_addr, MASTER_PORT=str(job.master_port), NNODES=str(job.nnodes),
-               NPROC_PER_NODE=str(infra["n_gpus_per_node"]))
+    env.update(
+        MASTER_ADDR=job.master_addr,
+        MASTER_PORT=str(job.master_port),
+        NNODES=str(job.nnodes),
+        NPROC_PER_NODE=str(infra["n_gpus_per_node"]),
+    )
     env[NETWORK_INTERFACE_ENV] = infra["network_interface"]
     env[ACCELERATOR_ENV] = infra["accelerator"]
     if job.nnodes == 1:
@@ -136,8 +155,9 @@ def interface_of(address: str) -> str | None:
     if ipaddress.ip_address(address).is_loopback:
         return "lo"
     try:
-        out = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True, timeout=10,
-                             check=True).stdout
+        out = subprocess.run(
+            ["ip", "-o", "addr", "show"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     for line in out.splitlines():
@@ -164,9 +184,12 @@ def node_exec(torchrun_cmd: Sequence[str], env: dict[str, str]) -> list[str]:
     # before the training module's -m (the last one: torchrun may itself be `python -m torch.distributed.run`)
     at = len(cmd) - 1 - cmd[::-1].index("-m") if "-m" in cmd else len(cmd)
     cmd.insert(at, f"--node_rank={rank}")
-    print(f"[sft] node {env.get('SLURMD_NODENAME', socket.gethostname())} node_rank={rank} "
-          f"master={env.get('MASTER_ADDR')}:{env.get('MASTER_PORT')} "
-          f"GLOO_SOCKET_IFNAME={env.get('GLOO_SOCKET_IFNAME', '')}", flush=True)
+    print(
+        f"[sft] node {env.get('SLURMD_NODENAME', socket.gethostname())} node_rank={rank} "
+        f"master={env.get('MASTER_ADDR')}:{env.get('MASTER_PORT')} "
+        f"GLOO_SOCKET_IFNAME={env.get('GLOO_SOCKET_IFNAME', '')}",
+        flush=True,
+    )
     return cmd
 
 
@@ -185,8 +208,14 @@ def time_left_s(job_id: str) -> float | None:
 class TimeLimitGuard:
     """Calls `on_limit(seconds_left)` once, `margin_s` before the job's time limit."""
 
-    def __init__(self, job_id: str, margin_s: float, on_limit: Callable[[float], None],
-                 poll_s: float = GUARD_POLL_S, time_left: Callable[[str], float | None] = time_left_s):
+    def __init__(
+        self,
+        job_id: str,
+        margin_s: float,
+        on_limit: Callable[[float], None],
+        poll_s: float = GUARD_POLL_S,
+        time_left: Callable[[str], float | None] = time_left_s,
+    ):
         self.job_id, self.margin_s, self.on_limit, self.poll_s = job_id, margin_s, on_limit, poll_s
         self._time_left = time_left
         self._stop = threading.Event()
@@ -217,8 +246,10 @@ class TimeLimitGuard:
 def requeue(job: SlurmJob, max_requeues: int) -> tuple[bool, str]:
     """Ask SLURM to rerun this job (same id) unless the cap is reached. Returns (requeued, why)."""
     if job.restart_count >= max_requeues:
-        return False, (f"not requeued: job {job.job_id} already restarted {job.restart_count} time(s) "
-                       f"(infrastructure.max_requeues is {max_requeues})")
+        return False, (
+            f"not requeued: job {job.job_id} already restarted {job.restart_count} time(s) "
+            f"(infrastructure.max_requeues is {max_requeues})"
+        )
     try:
         slurm_env._run(["scontrol", "requeue", job.job_id])
     except slurm_env.SlurmEnvError as e:
@@ -261,15 +292,17 @@ def world_change_error(cfg: RunConfig, old_world: Mapping[str, Any], resume_from
         old = checkpoint_world_size(resume_from)
     if old is None or old == now or not cfg.training.get("deepspeed"):
         return None
-    return (f"run directory {cfg.root / cfg.run_dir} holds an unfinished DeepSpeed run trained on {old} ranks "
-            f"(n_nodes={old_world.get('n_nodes', '?')}, n_gpus_per_node={old_world.get('n_gpus_per_node', '?')}); "
-            f"this config has {now} ranks (n_nodes={cfg.infrastructure['n_nodes']}, "
-            f"n_gpus_per_node={cfg.infrastructure['n_gpus_per_node']}). Its ZeRO checkpoints are sharded per rank "
-            "and cannot be resumed on another world size. Either set infrastructure.n_nodes/n_gpus_per_node back "
-            "to resume, or start a new run with training.output_dir set to a new name: from the base model, or "
-            "from this run's weights after consolidating its last checkpoint (python <checkpoint>/zero_to_fp32.py "
-            "<checkpoint> <dir>, then model.model_name_or_path: <dir>; optimizer state and step count start "
-            "afresh). The old run directory is left untouched. See docs/slurm.md.")
+    return (
+        f"run directory {cfg.root / cfg.run_dir} holds an unfinished DeepSpeed run trained on {old} ranks "
+        f"(n_nodes={old_world.get('n_nodes', '?')}, n_gpus_per_node={old_world.get('n_gpus_per_node', '?')}); "
+        f"this config has {now} ranks (n_nodes={cfg.infrastructure['n_nodes']}, "
+        f"n_gpus_per_node={cfg.infrastructure['n_gpus_per_node']}). Its ZeRO checkpoints are sharded per rank "
+        "and cannot be resumed on another world size. Either set infrastructure.n_nodes/n_gpus_per_node back "
+        "to resume, or start a new run with training.output_dir set to a new name: from the base model, or "
+        "from this run's weights after consolidating its last checkpoint (python <checkpoint>/zero_to_fp32.py "
+        "<checkpoint> <dir>, then model.model_name_or_path: <dir>; optimizer state and step count start "
+        "afresh). The old run directory is left untouched. See docs/slurm.md."
+    )
 
 
 def same_training_except_world(cfg: RunConfig, prior: Mapping[str, Any]) -> bool:
@@ -286,11 +319,17 @@ def same_training_except_world(cfg: RunConfig, prior: Mapping[str, Any]) -> bool
 def world_record(cfg: RunConfig) -> dict[str, int]:
     """The run's world shape as recorded per attempt (compared on resume by `world_change_error`)."""
     infra = cfg.infrastructure
-    return {"n_nodes": infra["n_nodes"], "n_gpus_per_node": infra["n_gpus_per_node"], "world_size": world_size(cfg)}
+    return {
+        "n_nodes": infra["n_nodes"],
+        "n_gpus_per_node": infra["n_gpus_per_node"],
+        "world_size": world_size(cfg),
+    }
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sftpipe.slurm.launch", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sftpipe.slurm.launch", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_node = sub.add_parser("node-exec", help="run one node's torchrun (started by the launcher's srun)")
     p_node.add_argument("torchrun", nargs=argparse.REMAINDER)

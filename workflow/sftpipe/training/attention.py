@@ -4,6 +4,7 @@ LLaMA-Factory falls back silently: `flash_attn: fa2` without the flash-attn pack
 warning and the model runs sdpa (or eager). Once the Trainer has the model, rank 0 prints one line
 with `config._attn_implementation` and whether Liger's fused loss is patched in.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,13 @@ def kernels_in_use(model: Any) -> dict[str, Any]:
     """Attention implementation from the loaded model's config; Liger detected by its patched forward."""
     config = getattr(model, "config", None)
     forward = getattr(type(model), "forward", None)
-    return {"attn_implementation": getattr(config, "_attn_implementation", None),
-            "liger_kernel": bool(forward is not None and getattr(forward, "__module__", "").startswith("liger_kernel")),
-            "model_class": type(model).__name__}
+    return {
+        "attn_implementation": getattr(config, "_attn_implementation", None),
+        "liger_kernel": bool(
+            forward is not None and getattr(forward, "__module__", "").startswith("liger_kernel")
+        ),
+        "model_class": type(model).__name__,
+    }
 
 
 class KernelReportCallback(TrainerCallback):

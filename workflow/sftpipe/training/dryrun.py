@@ -7,6 +7,7 @@
    no model weights), with row counts, dropped rows and token-length statistics.
 Nothing under artifacts/ is modified: registration and conversion (for harbor_job) happen in a temp dir.
 """
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ The launcher passes the probe's settings to the ranks through the environment (l
 and reads back what the ranks wrote: stop_reason.json with reason `oom_at_max_length` when a batch of
 the longest length did not fit, and max_length_probe.json with the measurement either way.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -30,6 +30,7 @@ read stop_reason.json. Note that torchrun itself, when it receives SIGTERM, forw
 workers and SIGKILLs them 30 s later (hard-coded in torch.distributed.elastic), so on that path the
 step in progress plus the checkpoint save must fit in 30 s; the stop file has no such limit.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -125,7 +126,9 @@ class StopOnRequestCallback(TrainerCallback):
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             self.reason.update(
                 checkpoint=str(ckpt),
-                checkpoint_complete=checkpoints.check(ckpt, state.global_step, bool(args.save_only_model)).complete,
+                checkpoint_complete=checkpoints.check(
+                    ckpt, state.global_step, bool(args.save_only_model)
+                ).complete,
                 time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             )
             if self.reason["reason"] == "stop_file" and self.stop_file is not None:
@@ -194,8 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     probe = MaxLengthProbeCallback.from_env()
     sys.argv = [sys.argv[0], *argv]  # LF's read_args parses the YAML path and overrides from sys.argv
     try:  # the stop callback first: it archives a stale stop_reason.json before the probe may write one
-        run_exp(callbacks=[stop, *([probe] if probe else []), RankMemoryCallback(), KernelReportCallback(),
-                         *extra_callbacks_from_env()])
+        run_exp(
+            callbacks=[
+                stop,
+                *([probe] if probe else []),
+                RankMemoryCallback(),
+                KernelReportCallback(),
+                *extra_callbacks_from_env(),
+            ]
+        )
     except TrainingStopped as exc:
         print(f"[sftpipe.training.lf_entry] {exc}", file=sys.stderr)
         _destroy_process_group()

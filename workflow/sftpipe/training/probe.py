@@ -19,6 +19,7 @@ exactly as training runs it (train mode, gradient checkpointing, DeepSpeed ZeRO-
   holds at train begin plus that many MB (RLIMIT_AS, for the rest of the run), so an allocation past
   it fails for real, as a GPU allocation past its memory does.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -140,7 +141,9 @@ def longest_length(train_dataloader: Any, cutoff_len: int | None) -> tuple[int, 
     if isinstance(longest, int) and longest > 0:
         return (min(longest, cutoff_len) if cutoff_len else longest), "dataset"
     if not cutoff_len:
-        raise ValueError(f"fail-fast probe: the train set's row lengths are unreadable and {MAX_LEN_ENV} is unset")
+        raise ValueError(
+            f"fail-fast probe: the train set's row lengths are unreadable and {MAX_LEN_ENV} is unset"
+        )
     return cutoff_len, "cutoff_len"
 
 
@@ -230,7 +233,9 @@ class MaxLengthProbeCallback(TrainerCallback):
             return None
         return cls(int(os.environ.get(MAX_LEN_ENV) or 0) or None, int(os.environ.get(CPU_LIMIT_ENV) or 0))
 
-    def on_train_begin(self, args, state, control, model=None, optimizer=None, train_dataloader=None, **kwargs):
+    def on_train_begin(
+        self, args, state, control, model=None, optimizer=None, train_dataloader=None, **kwargs
+    ):
         limit = None
         if self.cpu_limit_mb and args.device.type == "cpu":
             limit = apply_cpu_memory_limit(self.cpu_limit_mb)
@@ -250,34 +255,54 @@ class MaxLengthProbeCallback(TrainerCallback):
             gc.collect()
         seconds = time.monotonic() - start
         peak = meter.peak_bytes()
-        ranks = _gather([0.0 if error is None else 1.0, float(peak or 0), seconds, float(baseline or 0)],
-                        args.device)
+        ranks = _gather(
+            [0.0 if error is None else 1.0, float(peak or 0), seconds, float(baseline or 0)], args.device
+        )
         failed = [r for r, v in enumerate(ranks) if v[0] > 0]
         peaks = [int(v[1]) for v in ranks]
         record = {
-            "ok": not failed, "status": "ok" if not failed else OOM_REASON, "length": length,
-            "length_source": source, "cutoff_len": self.cutoff_len, "batch_size": batch,
-            "tokens_per_rank": batch * length, "seconds": round(max(v[2] for v in ranks), 3),
-            "memory_kind": meter.kind, "peak_memory_bytes_per_rank": peaks,
+            "ok": not failed,
+            "status": "ok" if not failed else OOM_REASON,
+            "length": length,
+            "length_source": source,
+            "cutoff_len": self.cutoff_len,
+            "batch_size": batch,
+            "tokens_per_rank": batch * length,
+            "seconds": round(max(v[2] for v in ranks), 3),
+            "memory_kind": meter.kind,
+            "peak_memory_bytes_per_rank": peaks,
             "baseline_memory_bytes_per_rank": [int(v[3]) for v in ranks],  # held before the probe
-            "peak_memory_gb": round(max(peaks) / 1e9, 4), "failed_ranks": failed,
-            "cpu_memory_limit_bytes": limit, "error": error if args.process_index == 0 else None,
+            "peak_memory_gb": round(max(peaks) / 1e9, 4),
+            "failed_ranks": failed,
+            "cpu_memory_limit_bytes": limit,
+            "error": error if args.process_index == 0 else None,
             "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
         if failed:
-            record["message"] = (f"out of memory at the maximum length: a batch of {batch} x {length} tokens "
-                                 f"({source}) did not fit on rank(s) {failed} "
-                                 f"(peak {record['peak_memory_gb']} GB, {meter.kind})")
+            record["message"] = (
+                f"out of memory at the maximum length: a batch of {batch} x {length} tokens "
+                f"({source}) did not fit on rank(s) {failed} "
+                f"(peak {record['peak_memory_gb']} GB, {meter.kind})"
+            )
             record["suggestion"] = suggestion_text()
         self.record = record
         if state.is_world_process_zero:
             out = Path(args.output_dir)
             RunStore(out).write_probe(record)
-            RunStore(out).log_event("INFO" if not failed else "ERROR",
-                      "max-length probe passed" if not failed else "max-length probe: out of memory", **record)
+            RunStore(out).log_event(
+                "INFO" if not failed else "ERROR",
+                "max-length probe passed" if not failed else "max-length probe: out of memory",
+                **record,
+            )
             if failed:
-                RunStore(out).write_stop_reason({"reason": OOM_REASON, "step": state.global_step,
-                                                           "probe": str(out / paths.PROBE_RECORD), **record})
+                RunStore(out).write_stop_reason(
+                    {
+                        "reason": OOM_REASON,
+                        "step": state.global_step,
+                        "probe": str(out / paths.PROBE_RECORD),
+                        **record,
+                    }
+                )
         if failed:
             raise ProbeFailed(record)
         return control

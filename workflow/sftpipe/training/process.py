@@ -24,8 +24,14 @@ ESCALATE_AFTER_S = float(os.environ.get("SFT_STOP_GRACE_S", "900"))
 SIGNAL_REASONS = {signal.SIGTERM: "interrupted", signal.SIGINT: "interrupted", signal.SIGUSR1: "timeout"}
 STOP_FILE_ENV = "SFT_STOP_FILE"  # read by sftpipe.training.lf_entry in every rank
 # Snakemake exports these as the job's `threads` (for the whole job); torchrun hands them to every rank unchanged.
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
-               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 def free_port() -> int:
@@ -83,16 +89,23 @@ def split_thread_budget(env: dict[str, str], ranks_per_node: int) -> dict[str, s
     return out
 
 
-def torchrun_command(cfg: RunConfig, lf_yaml: Path, master_addr: str, master_port: int,
-                     node_rank: int | None = 0) -> list[str]:
+def torchrun_command(
+    cfg: RunConfig, lf_yaml: Path, master_addr: str, master_port: int, node_rank: int | None = 0
+) -> list[str]:
     """node_rank None: left out, for sftpipe.slurm.launch node-exec to add per node."""
     infra = cfg.infrastructure
     rank = [] if node_rank is None else [f"--node_rank={node_rank}"]
-    return [*torchrun_executable(cfg),
-            f"--nnodes={infra['n_nodes']}", *rank,
-            f"--nproc_per_node={infra['n_gpus_per_node']}",
-            f"--master_addr={master_addr}", f"--master_port={master_port}",
-            "-m", "sftpipe.training.lf_entry", str(lf_yaml)]
+    return [
+        *torchrun_executable(cfg),
+        f"--nnodes={infra['n_nodes']}",
+        *rank,
+        f"--nproc_per_node={infra['n_gpus_per_node']}",
+        f"--master_addr={master_addr}",
+        f"--master_port={master_port}",
+        "-m",
+        "sftpipe.training.lf_entry",
+        str(lf_yaml),
+    ]
 
 
 class StopForwarder:
@@ -146,6 +159,4 @@ def last_error_lines(console_log: Path, n: int = 15) -> str:
     markers = ("Error", "error:", "Traceback", "Exception", "Killed", "OOM", "exitcode")
     hits = [i for i, line in enumerate(lines) if any(m in line for m in markers)]
     end = (hits[-1] + 1) if hits else len(lines)
-    return "\n".join(lines[max(0, end - n):end])
-
-
+    return "\n".join(lines[max(0, end - n) : end])

@@ -43,13 +43,16 @@ def link_run_dir(cfg: RunConfig) -> None:
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     if link.is_symlink():
         if Path(os.readlink(link)) != cfg.run_dir:
-            raise RunDirError(f"{link} links to {os.readlink(link)}, not to training.output_dir {cfg.run_dir}")
+            raise RunDirError(
+                f"{link} links to {os.readlink(link)}, not to training.output_dir {cfg.run_dir}"
+            )
         return
     if link.is_dir() and not any(link.iterdir()):
         link.rmdir()
     elif link.exists():
-        raise RunDirError(f"{link} exists and is not a link to training.output_dir {cfg.run_dir}; move it or "
-                          "rename the run")
+        raise RunDirError(
+            f"{link} exists and is not a link to training.output_dir {cfg.run_dir}; move it or rename the run"
+        )
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(cfg.run_dir, target_is_directory=True)
 
@@ -62,7 +65,8 @@ def prepare_run_dir(cfg: RunConfig) -> Prepared:
     model_only = bool(cfg.training.get("save_only_model"))
     explicit = cfg.training.get("resume_from_checkpoint")
     has_state = run_dir.is_dir() and (
-        any(checkpoints.list_checkpoints(run_dir)) or store.trainer_state.exists() or store.finished())
+        any(checkpoints.list_checkpoints(run_dir)) or store.trainer_state.exists() or store.finished()
+    )
     if explicit:
         why_not = slurm_launch.world_change_error(cfg, {}, cfg.root / explicit)
         if why_not:
@@ -82,9 +86,13 @@ def prepare_run_dir(cfg: RunConfig) -> Prepared:
         good = checkpoints.latest_complete(run_dir, model_only)
         return Prepared(good.path if good else None, None, moved)
 
-    why = ("it holds a finished run" if finished and same_config else
-           "it holds a run of a different training config" if prior else
-           "it holds checkpoints of unknown provenance (no run.json)")
+    why = (
+        "it holds a finished run"
+        if finished and same_config
+        else "it holds a run of a different training config"
+        if prior
+        else "it holds checkpoints of unknown provenance (no run.json)"
+    )
     if policy == "archive":
         target = run_dir.with_name(f"{run_dir.name}.archive-{utc_stamp()}")
         run_dir.rename(target)
@@ -92,4 +100,5 @@ def prepare_run_dir(cfg: RunConfig) -> Prepared:
     raise RunDirError(
         f"run directory {run_dir} {why}; experiment.on_existing_run is {policy!r}. Either set "
         "training.output_dir to a new run name, set experiment.on_existing_run: archive (moves the old run "
-        "aside, nothing is deleted), or set training.resume_from_checkpoint to continue from a checkpoint.")
+        "aside, nothing is deleted), or set training.resume_from_checkpoint to continue from a checkpoint."
+    )

@@ -6,6 +6,7 @@ runs alike because the run directory is on the shared filesystem. A SLURM job st
 process to read a file, so it is cancelled with scancel and recorded `stopped` right away.
 `signal_slurm_job` is the one place that sends SLURM signals (`scancel --signal=SIG --batch`).
 """
+
 from __future__ import annotations
 
 import getpass
@@ -49,12 +50,20 @@ def request_run_stop(ref: RunRef, detail: str | None = None, **derive_kw: Any) -
         raise StopError(f"run {ref.name} is {derived.status} ({derived.reason}); nothing to stop")
     detail = detail or f"sft stop by {getpass.getuser()}@{socket.gethostname()}"
     job = (ref.entry or {}).get("slurm_job_id")
-    action: dict[str, Any] = {"run_id": ref.run_id, "run_dir": str(ref.run_dir), "status_before": derived.status}
+    action: dict[str, Any] = {
+        "run_id": ref.run_id,
+        "run_dir": str(ref.run_dir),
+        "status_before": derived.status,
+    }
     if job and derived.status == "queued":
         signal_slurm_job(job)
         if ref.run_id:
-            run_index.update_entry(ref.root / INDEX_PATH, ref.run_id, status="stopped",
-                                   error=f"cancelled while queued ({detail})")
+            run_index.update_entry(
+                ref.root / INDEX_PATH,
+                ref.run_id,
+                status="stopped",
+                error=f"cancelled while queued ({detail})",
+            )
         action.update(action="cancelled queued SLURM job", slurm_job_id=job)
         return action
     store = RunStore(ref.run_dir)

@@ -66,34 +66,52 @@ def prepare(cfg: RunConfig, tokenized: Path | None) -> tuple[RunStore, Prepared,
     return store, prepared, lf_yaml
 
 
-def start_records(cfg: RunConfig, store: RunStore, prepared: Prepared, index_path: Path,
-                  job: slurm_launch.SlurmJob | None) -> Attempt:
+def start_records(
+    cfg: RunConfig, store: RunStore, prepared: Prepared, index_path: Path, job: slurm_launch.SlurmJob | None
+) -> Attempt:
     """The history entry (status running), run.json and the provenance records of this attempt."""
     root = cfg.root
     console_log = root / paths.LOGS_DIR / f"{cfg.run_name}_{utc_stamp()}.log"
     console_log.parent.mkdir(parents=True, exist_ok=True)
-    run_id = run_index.append_entry(index_path, {
-        "variant": cfg.variant or None, "status": "running", "run_dir": str(cfg.run_dir),
-        "log": display_path(console_log, root), "started_at": utc_now(),
-        "config_hash": cfg.config_hash(), "git_commit": git_commit(root), "data_name": cfg.data_name,
-        "slurm_job_id": job.job_id if job else None,
-        **({"slurm_nodes": ",".join(job.nodes), "slurm_restart_count": job.restart_count} if job else {}),
-    })
-    record = {"run_id": run_id, "run_name": cfg.run_name, "training_hash": cfg.training_hash(),
-              "config_hash": cfg.config_hash(), "started_at": utc_now(),
-              "resumed_from": str(prepared.resume_from) if prepared.resume_from else None,
-              "archived_previous_to": str(prepared.archived_to) if prepared.archived_to else None,
-              "quarantined": [[str(a), str(b)] for a, b in prepared.quarantined],
-              "console_log": display_path(console_log, root), "pid": os.getpid(),
-              "host": socket.gethostname(), "world": slurm_launch.world_record(cfg),
-              "slurm": job.record() if job else None}
+    run_id = run_index.append_entry(
+        index_path,
+        {
+            "variant": cfg.variant or None,
+            "status": "running",
+            "run_dir": str(cfg.run_dir),
+            "log": display_path(console_log, root),
+            "started_at": utc_now(),
+            "config_hash": cfg.config_hash(),
+            "git_commit": git_commit(root),
+            "data_name": cfg.data_name,
+            "slurm_job_id": job.job_id if job else None,
+            **({"slurm_nodes": ",".join(job.nodes), "slurm_restart_count": job.restart_count} if job else {}),
+        },
+    )
+    record = {
+        "run_id": run_id,
+        "run_name": cfg.run_name,
+        "training_hash": cfg.training_hash(),
+        "config_hash": cfg.config_hash(),
+        "started_at": utc_now(),
+        "resumed_from": str(prepared.resume_from) if prepared.resume_from else None,
+        "archived_previous_to": str(prepared.archived_to) if prepared.archived_to else None,
+        "quarantined": [[str(a), str(b)] for a, b in prepared.quarantined],
+        "console_log": display_path(console_log, root),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "world": slurm_launch.world_record(cfg),
+        "slurm": job.record() if job else None,
+    }
     store.write_run_record(record)
     write_start_records(cfg, store)
     attempt = Attempt(cfg, store, run_id, record, console_log, index_path, job)
     attempt.notes.append(f"run {run_id}: {cfg.run_dir} (console log {console_log})")
     if prepared.resume_from:
         attempt.notes.append(f"resuming from {prepared.resume_from}")
-    attempt.notes += [f"incomplete checkpoint {src.name} renamed to {dst.name}" for src, dst in prepared.quarantined]
+    attempt.notes += [
+        f"incomplete checkpoint {src.name} renamed to {dst.name}" for src, dst in prepared.quarantined
+    ]
     if prepared.archived_to:
         attempt.notes.append(f"previous run moved to {prepared.archived_to}")
     return attempt
@@ -106,8 +124,9 @@ def command_and_env(attempt: Attempt, lf_yaml: Path) -> tuple[list[str], dict[st
     if job is None:
         port = cfg.infrastructure["master_port"] or process.free_port()
         return process.torchrun_command(cfg, lf_yaml, "127.0.0.1", port), env
-    torchrun = process.torchrun_command(cfg, lf_yaml, job.master_addr, job.master_port,
-                                        node_rank=0 if job.nnodes == 1 else None)
+    torchrun = process.torchrun_command(
+        cfg, lf_yaml, job.master_addr, job.master_port, node_rank=0 if job.nnodes == 1 else None
+    )
     return slurm_launch.launch_command(torchrun, job), slurm_launch.launch_environment(cfg, job, env)
 
 
@@ -117,8 +136,14 @@ def spawn_and_wait(attempt: Attempt, cmd: list[str], env: dict[str, str]) -> tup
         log.write(f"[sft] {attempt.run_id} command: {' '.join(cmd)}\n")
     exit_code, forwarder, guard, old_handlers = 1, None, None, {}
     try:
-        proc = subprocess.Popen(cmd, cwd=attempt.cfg.root, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=attempt.cfg.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         forwarder = process.StopForwarder(attempt.store, proc, attempt.job.job_id if attempt.job else None)
         for sig in process.SIGNAL_REASONS:
             old_handlers[sig] = signal.signal(sig, forwarder.handle)
@@ -145,9 +170,11 @@ def finalize(attempt: Attempt, exit_code: int, signal_reason: str | None) -> dic
     model_only = bool(cfg.training.get("save_only_model"))
     good = checkpoints.latest_complete(store.dir, model_only)
     fields: dict[str, Any] = {
-        "status": status, "exit_code": exit_code,
+        "status": status,
+        "exit_code": exit_code,
         "checkpoint_path": display_path(good.path, cfg.root) if good else None,
-        "final_loss": store.read_train_results().get("train_loss") if status == "completed" else None}
+        "final_loss": store.read_train_results().get("train_loss") if status == "completed" else None,
+    }
     if status == "failed":
         fields["error"] = process.last_error_lines(attempt.console_log) or f"exit code {exit_code}"
     elif status == OOM_AT_MAX_LENGTH:
@@ -160,7 +187,9 @@ def finalize(attempt: Attempt, exit_code: int, signal_reason: str | None) -> dic
     return fields
 
 
-def train(cfg: RunConfig, manifest: Path, tokenized: Path | None = None, index_path: Path | None = None) -> int:
+def train(
+    cfg: RunConfig, manifest: Path, tokenized: Path | None = None, index_path: Path | None = None
+) -> int:
     """Run one training job: here, or inside a SLURM job on all of its nodes. Returns the exit code."""
     index_path = index_path or cfg.root / paths.INDEX_PATH
     job = slurm_launch.current_job(cfg)  # None outside SLURM; checks the job's node count
@@ -180,16 +209,25 @@ def train(cfg: RunConfig, manifest: Path, tokenized: Path | None = None, index_p
         return _requeue_after_timeout(cfg, job, index_path, attempt.run_id)
     if status != "completed":
         return exit_code or 1
-    write_manifest(manifest, Manifest(
-        run_id=attempt.run_id, run_dir=str(cfg.run_dir), status=status,
-        checkpoint_path=fields["checkpoint_path"], final_loss=fields["final_loss"],
-        config_hash=cfg.config_hash(), training_hash=cfg.training_hash(),
-        console_log=display_path(attempt.console_log, cfg.root)))
+    write_manifest(
+        manifest,
+        Manifest(
+            run_id=attempt.run_id,
+            run_dir=str(cfg.run_dir),
+            status=status,
+            checkpoint_path=fields["checkpoint_path"],
+            final_loss=fields["final_loss"],
+            config_hash=cfg.config_hash(),
+            training_hash=cfg.training_hash(),
+            console_log=display_path(attempt.console_log, cfg.root),
+        ),
+    )
     return 0
 
 
-def _start_time_limit_guard(cfg: RunConfig, job: slurm_launch.SlurmJob, store: RunStore,
-                            console_log: Path) -> slurm_launch.TimeLimitGuard:
+def _start_time_limit_guard(
+    cfg: RunConfig, job: slurm_launch.SlurmJob, store: RunStore, console_log: Path
+) -> slurm_launch.TimeLimitGuard:
     """A stop request with reason `timeout` stop_before_limit_minutes before SLURM's end of the job."""
     margin_s = float(cfg.infrastructure["stop_before_limit_minutes"]) * 60
 
@@ -210,14 +248,22 @@ def _requeue_after_timeout(cfg: RunConfig, job: slurm_launch.SlurmJob, index_pat
     """
     cap = cfg.infrastructure["max_requeues"]
     if job.restart_count >= cap:
-        why = (f"not requeued: SLURM job {job.job_id} already restarted {job.restart_count} time(s) "
-               f"(infrastructure.max_requeues: {cap}); rerun snakemake to continue from the checkpoint")
+        why = (
+            f"not requeued: SLURM job {job.job_id} already restarted {job.restart_count} time(s) "
+            f"(infrastructure.max_requeues: {cap}); rerun snakemake to continue from the checkpoint"
+        )
         run_index.update_entry(index_path, run_id, requeue=why)
         print(f"[sft] {why}", flush=True)
         return 1
-    run_index.update_entry(index_path, run_id,
-                           requeue=f"requeued SLURM job {job.job_id} (restart {job.restart_count + 1} of {cap})")
-    print(f"[sft] requeueing SLURM job {job.job_id}; the next attempt resumes from the last checkpoint", flush=True)
+    run_index.update_entry(
+        index_path,
+        run_id,
+        requeue=f"requeued SLURM job {job.job_id} (restart {job.restart_count + 1} of {cap})",
+    )
+    print(
+        f"[sft] requeueing SLURM job {job.job_id}; the next attempt resumes from the last checkpoint",
+        flush=True,
+    )
     requeued, why = slurm_launch.requeue(job, cap)
     if not requeued:
         run_index.update_entry(index_path, run_id, requeue=why)

@@ -1,4 +1,5 @@
 """Small file-system helpers: atomic writes and inter-process locks."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Git provenance of a run: commit and uncommitted diff of the project checkout."""
+
 from __future__ import annotations
 
 import subprocess
@@ -7,8 +8,9 @@ from pathlib import Path
 
 def _git(root: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30,
-                             check=False)
+        out = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout if out.returncode == 0 else None

@@ -13,12 +13,14 @@ REDACTED = "<redacted>"
 SECRET_NAME = re.compile(
     r"(api[_-]?key|access[_-]?key|private[_-]?key|(?:^|[_.-])(?:hf|wandb|auth|access|api|github|gh|hub|bearer|"
     r"hugging_face_hub|huggingface|refresh|session|slack)[_-]?token$|^token$|secret|password|passwd|credential)",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 # `wandb_api_key: abc`, `HF_TOKEN=abc`, `"hf_token": "abc"` (in diffs, logs): mask the value.
 _SECRET_ASSIGN = re.compile(
     r"""(?P<key>["']?[\w.-]*(?:api[_-]?key|access[_-]?key|(?:hf|wandb|auth|api|hub|bearer)[_-]?token|secret|"""
     r"""password|passwd)["']?\s*[:=]\s*)(?P<val>["']?[^\s"',}]+["']?)""",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _EMPTY_VALUES = {'""', "''", "null", "~", "none", "None", REDACTED, f'"{REDACTED}"', f"'{REDACTED}'"}
 _registered: set[str] = set()
 

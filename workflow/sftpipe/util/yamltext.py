@@ -25,7 +25,6 @@ def needs_quotes(value: str) -> bool:
     return bool(_YAML11_AMBIGUOUS.match(value)) and "\n" not in value
 
 
-
 def plain_yaml_value(value: Any, where: str = "value") -> Any:
     """Plain YAML-representable values; paths become strings, anything else unknown is refused."""
     if isinstance(value, os.PathLike):
@@ -68,7 +67,8 @@ def _represent_str(rep: RoundTripRepresenter, value: str) -> Any:
 Yaml11SafeRepresenter.add_representer(float, _represent_float)
 Yaml11SafeRepresenter.add_representer(str, _represent_str)
 Yaml11SafeRepresenter.add_representer(
-    type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
+    type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null")
+)
 
 
 def dump_yaml11(data: Any) -> str:

@@ -1,4 +1,5 @@
 """Builders for small hand-written proxy logs and trial dirs used by the reader tests."""
+
 from __future__ import annotations
 
 import json
@@ -8,24 +9,40 @@ from typing import Any
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "reference"
 
 EDIT_TOOLS = [
-    {"type": "function", "function": {"name": "bash", "description": "run", "parameters": {"type": "object"}}},
-    {"type": "function", "function": {"name": "edit", "description": "edit", "parameters": {"type": "object"}}},
+    {
+        "type": "function",
+        "function": {"name": "bash", "description": "run", "parameters": {"type": "object"}},
+    },
+    {
+        "type": "function",
+        "function": {"name": "edit", "description": "edit", "parameters": {"type": "object"}},
+    },
 ]
 READ_ONLY_TOOLS = [
-    {"type": "function", "function": {"name": "Read", "description": "read", "parameters": {"type": "object"}}},
-    {"type": "function", "function": {"name": "Grep", "description": "grep", "parameters": {"type": "object"}}},
+    {
+        "type": "function",
+        "function": {"name": "Read", "description": "read", "parameters": {"type": "object"}},
+    },
+    {
+        "type": "function",
+        "function": {"name": "Grep", "description": "grep", "parameters": {"type": "object"}},
+    },
 ]
 
 
-def openai_response(content: str | None = None, tool_calls: list[dict[str, Any]] | None = None,
-                    reasoning: str | None = None) -> dict[str, Any]:
+def openai_response(
+    content: str | None = None, tool_calls: list[dict[str, Any]] | None = None, reasoning: str | None = None
+) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if tool_calls:
         message["tool_calls"] = tool_calls
     if reasoning:
         message["reasoning_content"] = reasoning
-    return {"object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+    return {
+        "object": "chat.completion",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+    }
 
 
 def call(call_id: str, name: str, arguments: Any) -> dict[str, Any]:
@@ -33,9 +50,15 @@ def call(call_id: str, name: str, arguments: Any) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
 
 
-def record(messages: list[dict[str, Any]], response: dict[str, Any] | None = None, *, t: float | None = None,
-           tools: list[dict[str, Any]] | None = None, success: bool | None = True,
-           **request_extra: Any) -> dict[str, Any]:
+def record(
+    messages: list[dict[str, Any]],
+    response: dict[str, Any] | None = None,
+    *,
+    t: float | None = None,
+    tools: list[dict[str, Any]] | None = None,
+    success: bool | None = True,
+    **request_extra: Any,
+) -> dict[str, Any]:
     request: dict[str, Any] = {"messages": messages, "tools": tools or [], "model": "m", **request_extra}
     rec: dict[str, Any] = {"request_body": request, "response_body": response}
     if success is not None:

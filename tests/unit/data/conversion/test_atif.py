@@ -1,4 +1,5 @@
 """ATIF trajectories: terminus-2 raw answers, continuation + copied context, other-scaffold fallback."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ def _trial(tmp_path: Path, sample_dir: Path, stem: str) -> Path:
     agent = tmp_path / "trial" / "agent"
     agent.mkdir(parents=True)
     for path in sample_dir.glob(f"{stem}.trajectory*.json"):
-        shutil.copy(path, agent / path.name[len(stem) + 1:])
+        shutil.copy(path, agent / path.name[len(stem) + 1 :])
     return agent.parent
 
 
@@ -32,8 +33,9 @@ def _strictly_alternating(messages: list[Any]) -> bool:
 
 
 def test_terminus2_linear_history_with_continuation_and_copied_context(tmp_path: Path) -> None:
-    conversations, issues = read_trial(_trial(tmp_path, T2, "hello-world-context-summarization-linear-history"),
-                                       "terminus2")
+    conversations, issues = read_trial(
+        _trial(tmp_path, T2, "hello-world-context-summarization-linear-history"), "terminus2"
+    )
     assert len(conversations) == 2
     before, after = conversations
     assert all(_strictly_alternating(c.messages) for c in conversations)
@@ -55,9 +57,12 @@ def test_terminus2_inline_summarization_rebuilds_json_answers(tmp_path: Path) ->
     assert len(conversations) == 2
     first, second = conversations
     answer = json.loads(first.messages[1].content)
-    assert answer == {"analysis": "Terminal is ready. Let me create a test directory first.",
-                      "plan": "Create test_dir to set up some context.",
-                      "commands": [{"keystrokes": "mkdir test_dir\n", "duration": 0.1}], "task_complete": False}
+    assert answer == {
+        "analysis": "Terminal is ready. Let me create a test directory first.",
+        "plan": "Create test_dir to set up some context.",
+        "commands": [{"keystrokes": "mkdir test_dir\n", "duration": 0.1}],
+        "task_complete": False,
+    }
     assert first.messages[1].content.startswith('{\n  "analysis"')
     # After the handoff the agent gets the original task prompt plus the answers.
     assert second.messages[0].content.startswith("You are an AI assistant")
@@ -79,8 +84,9 @@ def test_terminus2_unparseable_answer_kept_verbatim_with_reasoning(tmp_path: Pat
 
 
 def test_openhands_atif_is_the_fallback_without_a_proxy_log(tmp_path: Path) -> None:
-    conversations, issues = read_trial(_trial(tmp_path, FIXTURES / "harbor" / "atif-openhands", "hello-world"),
-                                       "openhands-sdk")
+    conversations, issues = read_trial(
+        _trial(tmp_path, FIXTURES / "harbor" / "atif-openhands", "hello-world"), "openhands-sdk"
+    )
     (conv,) = conversations
     assert roles(conv.messages) == ["system", "user", "assistant", "tool", "assistant"]
     assert conv.messages[3].tool_call_id == "call_fake_1"
@@ -97,14 +103,35 @@ def test_claude_code_atif_uses_raw_tool_result_and_merges_block_steps(tmp_path: 
         "agent": {"name": "claude-code", "version": "2.0"},
         "steps": [
             {"step_id": 1, "source": "user", "message": "fix"},
-            {"step_id": 2, "source": "agent", "message": "Reading.", "reasoning_content": "think",
-             "extra": {"is_sidechain": False}},
-            {"step_id": 3, "source": "agent", "message": "Executed Read toolu_1",
-             "tool_calls": [{"tool_call_id": "toolu_1", "function_name": "Read", "arguments": {"p": "a"}}],
-             "observation": {"results": [{"source_call_id": "toolu_1", "content": "decorated\n[metadata] x",
-                                          "extra": {"tool_result_metadata": {"raw_tool_result": {
-                                              "content": "<tool_use_error>no file</tool_use_error>",
-                                              "is_error": True}}}}]}},
+            {
+                "step_id": 2,
+                "source": "agent",
+                "message": "Reading.",
+                "reasoning_content": "think",
+                "extra": {"is_sidechain": False},
+            },
+            {
+                "step_id": 3,
+                "source": "agent",
+                "message": "Executed Read toolu_1",
+                "tool_calls": [{"tool_call_id": "toolu_1", "function_name": "Read", "arguments": {"p": "a"}}],
+                "observation": {
+                    "results": [
+                        {
+                            "source_call_id": "toolu_1",
+                            "content": "decorated\n[metadata] x",
+                            "extra": {
+                                "tool_result_metadata": {
+                                    "raw_tool_result": {
+                                        "content": "<tool_use_error>no file</tool_use_error>",
+                                        "is_error": True,
+                                    }
+                                }
+                            },
+                        }
+                    ]
+                },
+            },
             {"step_id": 4, "source": "agent", "message": "side", "extra": {"is_sidechain": True}},
             {"step_id": 5, "source": "agent", "message": "Done."},
         ],
@@ -115,7 +142,9 @@ def test_claude_code_atif_uses_raw_tool_result_and_merges_block_steps(tmp_path: 
     merged = conv.messages[1]
     assert (merged.content, merged.reasoning_content) == ("Reading.", "think")
     assert merged.tool_calls[0].arguments == {"p": "a"}
-    assert conv.messages[2].content == "<tool_use_error>no file</tool_use_error>" and conv.messages[2].is_error
+    assert (
+        conv.messages[2].content == "<tool_use_error>no file</tool_use_error>" and conv.messages[2].is_error
+    )
     assert "sidechain_step_skipped" in {i.code for i in issues}
 
 
@@ -124,10 +153,15 @@ def test_broken_atif_documents_are_issues_not_crashes(tmp_path: Path) -> None:
     conversations, issues = read_trial(trial, "terminus2")
     assert conversations == [] and "invalid_atif" in {i.code for i in issues}
 
-    document = {"schema_version": "ATIF-v1.7", "agent": {"name": "terminus-2"},
-                "steps": [{"step_id": 1, "source": "user", "message": "task"},
-                          {"step_id": 2, "source": "agent", "message": "{}"}],
-                "continued_trajectory_ref": "trajectory.cont-1.json"}
+    document = {
+        "schema_version": "ATIF-v1.7",
+        "agent": {"name": "terminus-2"},
+        "steps": [
+            {"step_id": 1, "source": "user", "message": "task"},
+            {"step_id": 2, "source": "agent", "message": "{}"},
+        ],
+        "continued_trajectory_ref": "trajectory.cont-1.json",
+    }
     (trial / "agent" / "trajectory.json").write_text(json.dumps(document))
     conversations, issues = read_trial(trial, "terminus2")
     assert len(conversations) == 1 and "missing_continuation" in {i.code for i in issues}
@@ -135,19 +169,33 @@ def test_broken_atif_documents_are_issues_not_crashes(tmp_path: Path) -> None:
 
 def test_terminus2_xml_parser_answers_are_rebuilt_as_xml(tmp_path: Path) -> None:
     document = {
-        "schema_version": "ATIF-v1.6", "agent": {"name": "terminus-2", "extra": {"parser": "xml"}},
+        "schema_version": "ATIF-v1.6",
+        "agent": {"name": "terminus-2", "extra": {"parser": "xml"}},
         "steps": [
             {"step_id": 1, "source": "user", "message": "task"},
-            {"step_id": 2, "source": "agent", "message": "Analysis: Empty dir.\nPlan: List it.",
-             "tool_calls": [{"tool_call_id": "call_0_1", "function_name": "bash_command",
-                             "arguments": {"keystrokes": "ls -la\n", "duration": 0.1}},
-                            {"tool_call_id": "call_0_task_complete", "function_name": "mark_task_complete",
-                             "arguments": {}}],
-             "observation": {"results": [{"content": "total 0"}]}},
+            {
+                "step_id": 2,
+                "source": "agent",
+                "message": "Analysis: Empty dir.\nPlan: List it.",
+                "tool_calls": [
+                    {
+                        "tool_call_id": "call_0_1",
+                        "function_name": "bash_command",
+                        "arguments": {"keystrokes": "ls -la\n", "duration": 0.1},
+                    },
+                    {
+                        "tool_call_id": "call_0_task_complete",
+                        "function_name": "mark_task_complete",
+                        "arguments": {},
+                    },
+                ],
+                "observation": {"results": [{"content": "total 0"}]},
+            },
         ],
     }
     (conv,), _ = read_trial(_write_atif(tmp_path, document), "terminus2")
     assert conv.messages[1].content == (
         "<response>\n<analysis>Empty dir.</analysis>\n<plan>List it.</plan>\n<commands>\n"
         '<keystrokes duration="0.1">ls -la\n</keystrokes>\n</commands>\n'
-        "<task_complete>true</task_complete>\n</response>")
+        "<task_complete>true</task_complete>\n</response>"
+    )

@@ -1,4 +1,5 @@
 """Chain reconstruction: prefix supersession, duplicates, sub-agents, side calls, compaction, linear cost."""
+
 from __future__ import annotations
 
 import copy
@@ -34,34 +35,66 @@ def _system(cch: str, prompt: str, subagent: bool = False) -> list[dict[str, Any
 def _claude_code_log() -> list[dict[str, Any]]:
     """Main chain (3 calls, one failed + retried), a sub-agent chain and a title side call, interleaved."""
     u1 = {"role": "user", "content": [{"type": "text", "text": "fix the bug"}]}
-    a1 = {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm", "signature": "s1"},
-                                           {"type": "tool_use", "id": "t1", "name": "Agent",
-                                            "input": {"prompt": "find it"}}]}
-    r1 = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
-                                       "content": [{"type": "text", "text": "in a.py"}]}]}
-    a2 = {"role": "assistant", "content": [{"type": "tool_use", "id": "t2", "name": "Edit",
-                                            "input": {"file_path": "a.py"}}]}
-    r2 = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t2", "content": "ok",
-                                       "cache_control": {"type": "ephemeral"}}]}
+    a1 = {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": "hmm", "signature": "s1"},
+            {"type": "tool_use", "id": "t1", "name": "Agent", "input": {"prompt": "find it"}},
+        ],
+    }
+    r1 = {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "in a.py"}]}
+        ],
+    }
+    a2 = {
+        "role": "assistant",
+        "content": [{"type": "tool_use", "id": "t2", "name": "Edit", "input": {"file_path": "a.py"}}],
+    }
+    r2 = {
+        "role": "user",
+        "content": [
+            {
+                "type": "tool_result",
+                "tool_use_id": "t2",
+                "content": "ok",
+                "cache_control": {"type": "ephemeral"},
+            }
+        ],
+    }
     # Later requests resend the history without the thinking signature/cache markers they had before.
     a1_resent = copy.deepcopy(a1)
     del a1_resent["content"][0]["signature"]
     s1 = {"role": "user", "content": "find it"}
-    sa1 = {"role": "assistant", "content": [{"type": "tool_use", "id": "s1", "name": "Grep", "input": {"p": "x"}}]}
+    sa1 = {
+        "role": "assistant",
+        "content": [{"type": "tool_use", "id": "s1", "name": "Grep", "input": {"p": "x"}}],
+    }
     sr1 = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "s1", "content": "a.py:1"}]}
     main_sys = lambda cch: _system(cch, "You are Claude Code.")
     sub_sys = lambda cch: _system(cch, "You are a search agent.", subagent=True)
     anthropic_text = lambda text: {"content": [{"type": "text", "text": text}]}
     return [
         record([u1], {"content": a1["content"]}, t=1, tools=EDIT_TOOLS, system=main_sys("aa")),
-        record([{"role": "user", "content": "Generate a title for: fix the bug"}],
-               anthropic_text('{"title": "Fix"}'), t=2, system=[{"type": "text", "text": "title"}]),
+        record(
+            [{"role": "user", "content": "Generate a title for: fix the bug"}],
+            anthropic_text('{"title": "Fix"}'),
+            t=2,
+            system=[{"type": "text", "text": "title"}],
+        ),
         record([s1], {"content": sa1["content"]}, t=3, tools=READ_ONLY_TOOLS, system=sub_sys("bb")),
         record([s1, sa1, sr1], anthropic_text("in a.py"), t=4, tools=READ_ONLY_TOOLS, system=sub_sys("cc")),
         record([u1, a1, r1], t=5, tools=EDIT_TOOLS, system=main_sys("dd"), success=False),
         record([u1, a1, r1], {"content": a2["content"]}, t=6, tools=EDIT_TOOLS, system=main_sys("ee")),
         record([u1, a1_resent, r1], {"content": a2["content"]}, t=7, tools=EDIT_TOOLS, system=main_sys("ff")),
-        record([u1, a1_resent, r1, a2, r2], anthropic_text("Fixed."), t=8, tools=EDIT_TOOLS, system=main_sys("gg")),
+        record(
+            [u1, a1_resent, r1, a2, r2],
+            anthropic_text("Fixed."),
+            t=8,
+            tools=EDIT_TOOLS,
+            system=main_sys("gg"),
+        ),
     ]
 
 
@@ -92,13 +125,35 @@ def test_compaction_starts_a_new_chain(tmp_path: Path) -> None:
         record([sys_msg, u], openai_response(tool_calls=a["tool_calls"]), t=1, tools=EDIT_TOOLS),
         record([sys_msg, u, a, r], openai_response("listed"), t=2, tools=EDIT_TOOLS),
         # The summary request extends the history but has no tools: not an agent turn.
-        record([sys_msg, u, a, r, {"role": "assistant", "content": "listed"},
-                {"role": "user", "content": "Summarise the conversation."}], openai_response("listed files"), t=3),
-        record([sys_msg, summary], openai_response(tool_calls=[call("c2", "edit", {"path": "x"})]), t=4,
-               tools=EDIT_TOOLS),
-        record([sys_msg, summary, {"role": "assistant", "content": "", "tool_calls": [call("c2", "edit", {"path": "x"})]},
-                {"role": "tool", "tool_call_id": "c2", "content": "edited"}], openai_response("done"), t=5,
-               tools=EDIT_TOOLS),
+        record(
+            [
+                sys_msg,
+                u,
+                a,
+                r,
+                {"role": "assistant", "content": "listed"},
+                {"role": "user", "content": "Summarise the conversation."},
+            ],
+            openai_response("listed files"),
+            t=3,
+        ),
+        record(
+            [sys_msg, summary],
+            openai_response(tool_calls=[call("c2", "edit", {"path": "x"})]),
+            t=4,
+            tools=EDIT_TOOLS,
+        ),
+        record(
+            [
+                sys_msg,
+                summary,
+                {"role": "assistant", "content": "", "tool_calls": [call("c2", "edit", {"path": "x"})]},
+                {"role": "tool", "tool_call_id": "c2", "content": "edited"},
+            ],
+            openai_response("done"),
+            t=5,
+            tools=EDIT_TOOLS,
+        ),
     ]
     conversations, issues = read_trial(trial_with_log(tmp_path, records), "openhands-sdk")
     assert [c.messages[-1].content for c in conversations] == ["listed", "done"]
@@ -138,7 +193,10 @@ def test_reference_openhands_sdk_job() -> None:
     conversations, _ = read_trial(trial, "openhands-sdk")
     assert len(conversations) == 1
     assert [(m.role, m.content) for m in conversations[0].messages] == [
-        ("system", "You are an agent."), ("user", "Fix the bug."), ("assistant", "Done.")]
+        ("system", "You are an agent."),
+        ("user", "Fix the bug."),
+        ("assistant", "Done."),
+    ]
     assert conversations[0].agent_type == "main"
 
 
@@ -147,15 +205,28 @@ def _synthetic_calls(n_chains: int, calls_per_chain: int) -> list[ProxyCall]:
     t = 0
     for step in range(calls_per_chain):
         for chain in range(n_chains):
-            history: list[dict[str, Any]] = [{"role": "system", "content": f"agent {chain}"},
-                                             {"role": "user", "content": "task"}]
+            history: list[dict[str, Any]] = [
+                {"role": "system", "content": f"agent {chain}"},
+                {"role": "user", "content": "task"},
+            ]
             for k in range(step):
-                history.append({"role": "assistant", "content": None,
-                                "tool_calls": [call(f"c{k}", "bash", {"command": f"echo {k}"})]})
+                history.append(
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [call(f"c{k}", "bash", {"command": f"echo {k}"})],
+                    }
+                )
                 history.append({"role": "tool", "tool_call_id": f"c{k}", "content": f"{k}"})
             t += 1
-            calls.append(ProxyCall(line_no=t, request_time=t, request={"messages": history, "tools": EDIT_TOOLS},
-                                   response=openai_response("next")))
+            calls.append(
+                ProxyCall(
+                    line_no=t,
+                    request_time=t,
+                    request={"messages": history, "tools": EDIT_TOOLS},
+                    response=openai_response("next"),
+                )
+            )
     return calls
 
 
@@ -191,34 +262,70 @@ def test_one_long_chain_hashes_each_logged_message_once() -> None:
 
 def test_chain_started_by_a_task_tool_call_is_a_subagent(tmp_path: Path) -> None:
     main_sys = {"role": "system", "content": "You are opencode."}
-    task = call("k1", "task", {"description": "explore", "prompt": "Explore the repo layout", "subagent_type": "general"})
+    task = call(
+        "k1",
+        "task",
+        {"description": "explore", "prompt": "Explore the repo layout", "subagent_type": "general"},
+    )
     sub_sys = {"role": "system", "content": "You are a general agent."}
     records = [
-        record([main_sys, {"role": "user", "content": '"fix it"'}], openai_response(tool_calls=[task]), t=1,
-               tools=EDIT_TOOLS),
-        record([sub_sys, {"role": "user", "content": "Explore the repo layout"}], openai_response("src/ only"), t=2,
-               tools=EDIT_TOOLS),
-        record([main_sys, {"role": "user", "content": '"fix it"'},
+        record(
+            [main_sys, {"role": "user", "content": '"fix it"'}],
+            openai_response(tool_calls=[task]),
+            t=1,
+            tools=EDIT_TOOLS,
+        ),
+        record(
+            [sub_sys, {"role": "user", "content": "Explore the repo layout"}],
+            openai_response("src/ only"),
+            t=2,
+            tools=EDIT_TOOLS,
+        ),
+        record(
+            [
+                main_sys,
+                {"role": "user", "content": '"fix it"'},
                 {"role": "assistant", "content": "", "tool_calls": [task]},
-                {"role": "tool", "tool_call_id": "k1",
-                 "content": "<task id=1 state=done><task_result>src/ only</task_result></task>"}],
-               openai_response("Fixed."), t=3, tools=EDIT_TOOLS),
+                {
+                    "role": "tool",
+                    "tool_call_id": "k1",
+                    "content": "<task id=1 state=done><task_result>src/ only</task_result></task>",
+                },
+            ],
+            openai_response("Fixed."),
+            t=3,
+            tools=EDIT_TOOLS,
+        ),
     ]
     conversations, _ = read_trial(trial_with_log(tmp_path, records), "open-code")
     assert [(c.agent_type, c.messages[-1].content) for c in conversations] == [
-        ("main", "Fixed."), ("subagent", "src/ only")]
+        ("main", "Fixed."),
+        ("subagent", "src/ only"),
+    ]
 
 
 def test_reasoning_the_client_did_not_resend_is_restored(tmp_path: Path) -> None:
     sys_msg, u = {"role": "system", "content": "agent"}, {"role": "user", "content": "task"}
     first = [call("c1", "bash", {"command": "ls"})]
     records = [
-        record([sys_msg, u], openai_response("Looking.", tool_calls=first, reasoning="list first"), t=1,
-               tools=EDIT_TOOLS),
+        record(
+            [sys_msg, u],
+            openai_response("Looking.", tool_calls=first, reasoning="list first"),
+            t=1,
+            tools=EDIT_TOOLS,
+        ),
         # OpenHands SDK resends the assistant turn without its reasoning_content.
-        record([sys_msg, u, {"role": "assistant", "content": "Looking.", "tool_calls": first},
-                {"role": "tool", "tool_call_id": "c1", "content": "a.py"}],
-               openai_response("Done.", reasoning="finished"), t=2, tools=EDIT_TOOLS),
+        record(
+            [
+                sys_msg,
+                u,
+                {"role": "assistant", "content": "Looking.", "tool_calls": first},
+                {"role": "tool", "tool_call_id": "c1", "content": "a.py"},
+            ],
+            openai_response("Done.", reasoning="finished"),
+            t=2,
+            tools=EDIT_TOOLS,
+        ),
     ]
     (conv,), issues = read_trial(trial_with_log(tmp_path, records), "openhands-sdk")
     assert [m.reasoning_content for m in conv.messages if m.role == "assistant"] == ["list first", "finished"]

@@ -35,7 +35,9 @@ def test_convert_writes_aligned_valid_outputs_and_a_consistent_report(tmp_path):
     assert len(rows) == len(ims) == report.rows_written == 5
     assert all(validate_lf_row(r) == [] for r in rows)
     assert all(im["version"] == "2.0.0" and im["messages"][0]["role"] == "system" for im in ims)
-    assert {im["meta_info"]["unique_info"]["_instance_id"] for im in ims} == {f"own__repo-{i}" for i in range(4)}
+    assert {im["meta_info"]["unique_info"]["_instance_id"] for im in ims} == {
+        f"own__repo-{i}" for i in range(4)
+    }
     d = json.loads((tmp_path / "out/demo.report.json").read_text())
     assert d["trials"]["kept"] == 5 and d["rows"]["written"] == 5
     stats = json.loads((tmp_path / "out/demo.stats.json").read_text())
@@ -64,8 +66,22 @@ def test_cli_convert_json(tmp_path, capsys):
     job = _job(tmp_path, n=1)
     parser = argparse.ArgumentParser()
     register_cli(parser.add_subparsers())
-    args = parser.parse_args(["convert", "--job-dir", str(job), "--data-name", "x", "--out-dir",
-                              str(tmp_path / "o"), "--exclude-repos-file", "", "--workers", "1", "--json"])
+    args = parser.parse_args(
+        [
+            "convert",
+            "--job-dir",
+            str(job),
+            "--data-name",
+            "x",
+            "--out-dir",
+            str(tmp_path / "o"),
+            "--exclude-repos-file",
+            "",
+            "--workers",
+            "1",
+            "--json",
+        ]
+    )
     assert args.func(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["rows"]["written"] == 2 and (tmp_path / "o/x.report.txt").is_file()
@@ -79,17 +95,42 @@ def test_lf_loader_reads_every_row(tmp_path, tiny_model_dir, template):
     from transformers import AutoTokenizer
 
     job = _job(tmp_path, n=3)
-    report = convert_job(job, tmp_path / "out", "rt", ConversionOptions(
-        workers=1, tokenizer_path=str(tiny_model_dir), template=template, cutoff_len=100000))
+    report = convert_job(
+        job,
+        tmp_path / "out",
+        "rt",
+        ConversionOptions(
+            workers=1, tokenizer_path=str(tiny_model_dir), template=template, cutoff_len=100000
+        ),
+    )
     data_dir = tmp_path / "out/lf_data"
-    (data_dir / "dataset_info.json").write_text(json.dumps({"rt": {
-        "file_name": "rt.json", "formatting": "sharegpt",
-        "columns": {"messages": "conversations", "system": "system", "tools": "tools"}}}))
-    model_args, data_args, training_args, *_ = get_train_args({
-        "stage": "sft", "do_train": True, "model_name_or_path": str(tiny_model_dir), "finetuning_type": "full",
-        "dataset": "rt", "dataset_dir": str(data_dir), "template": template, "cutoff_len": 100000,
-        "output_dir": str(tmp_path / "train"), "overwrite_cache": True, "preprocessing_num_workers": 1,
-        "report_to": "none"})
+    (data_dir / "dataset_info.json").write_text(
+        json.dumps(
+            {
+                "rt": {
+                    "file_name": "rt.json",
+                    "formatting": "sharegpt",
+                    "columns": {"messages": "conversations", "system": "system", "tools": "tools"},
+                }
+            }
+        )
+    )
+    model_args, data_args, training_args, *_ = get_train_args(
+        {
+            "stage": "sft",
+            "do_train": True,
+            "model_name_or_path": str(tiny_model_dir),
+            "finetuning_type": "full",
+            "dataset": "rt",
+            "dataset_dir": str(data_dir),
+            "template": template,
+            "cutoff_len": 100000,
+            "output_dir": str(tmp_path / "train"),
+            "overwrite_cache": True,
+            "preprocessing_num_workers": 1,
+            "report_to": "none",
+        }
+    )
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     tpl = get_template_and_fix_tokenizer(tokenizer, data_args)
     module = get_dataset(tpl, model_args, data_args, training_args, "sft", tokenizer=tokenizer)
@@ -97,7 +138,9 @@ def test_lf_loader_reads_every_row(tmp_path, tiny_model_dir, template):
     assert len(ds) == report.rows_written == 4
     assert all(len(x) > 0 for x in ds["input_ids"])  # LF turns broken rows into empty examples
     stats = json.loads((tmp_path / "out/rt.stats.json").read_text())
-    assert stats["token_length"]["measured"] and stats["token_length"]["max"] == max(len(x) for x in ds["input_ids"])
+    assert stats["token_length"]["measured"] and stats["token_length"]["max"] == max(
+        len(x) for x in ds["input_ids"]
+    )
     os.environ.pop("WANDB_DISABLED", None)
 
 
@@ -131,12 +174,18 @@ def test_captured_claude_code_job_converts_with_main_and_subagent_samples(tmp_pa
 
 def test_min_score_and_subagent_policy_drop_rows_with_counted_reasons(tmp_path):
     job = Path(__file__).resolve().parents[3] / "fixtures" / "harbor_jobs" / "claude-code"
-    strict = convert_job(job, tmp_path / "a", "cc",
-                         ConversionOptions(workers=1, selection="all", min_score=0.999, keep_subagents=True))
+    strict = convert_job(
+        job,
+        tmp_path / "a",
+        "cc",
+        ConversionOptions(workers=1, selection="all", min_score=0.999, keep_subagents=True),
+    )
     ims = [json.loads(l) for l in (tmp_path / "a/cc.im.jsonl").read_text().splitlines()]
     assert strict.rows_dropped.get("below_min_score", 0) >= 1
     assert all(im["meta_info"]["unique_info"]["_agent_type"] == "subagent" for im in ims)  # never scored
-    mains = convert_job(job, tmp_path / "b", "cc", ConversionOptions(workers=1, selection="all", keep_subagents=False))
+    mains = convert_job(
+        job, tmp_path / "b", "cc", ConversionOptions(workers=1, selection="all", keep_subagents=False)
+    )
     assert mains.rows_dropped.get("subagent_excluded", 0) >= 1
     d = json.loads((tmp_path / "b/cc.report.json").read_text())
     assert d["rows"]["candidates"] == d["rows"]["written"] + d["rows"]["dropped"]

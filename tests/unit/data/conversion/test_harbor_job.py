@@ -23,7 +23,10 @@ def test_repo_parsing_and_exclusion_file(tmp_path):
 def test_instance_id_from_relative_task_path_and_job_level_reward(tmp_path):
     job = tmp_path / "job"
     trial = make_trial(job, "owner__repo-123__hash", "ignored", reward=None)
-    write_json(trial / "config.json", {"task": {"path": "../../tasks/owner__repo-123"}, "agent": {"name": "opencode"}})
+    write_json(
+        trial / "config.json",
+        {"task": {"path": "../../tasks/owner__repo-123"}, "agent": {"name": "opencode"}},
+    )
     write_job_result(job, {"owner__repo-123__hash": 1.0})
     (rec,), job_info = scan_job(job, selection="resolved")
     assert rec.instance_id == "owner__repo-123" and rec.repo == "owner/repo"
@@ -57,7 +60,9 @@ def test_selection_exception_policy_and_explicit_scaffold(tmp_path):
     drop = _by_name(scan_job(job, selection="all", exception_policy="drop")[0])
     assert drop["a__b-1__x"].skip_reason == "exception" and drop["a__b-2__x"].skip_reason is None
     unresolved = _by_name(scan_job(job, selection="unresolved")[0])
-    assert unresolved["a__b-2__x"].skip_reason is None and unresolved["a__b-1__x"].skip_reason == "not_selected"
+    assert (
+        unresolved["a__b-2__x"].skip_reason is None and unresolved["a__b-1__x"].skip_reason == "not_selected"
+    )
 
 
 def test_reference_job_result_shape(tmp_path):
@@ -67,7 +72,8 @@ def test_reference_job_result_shape(tmp_path):
     (job / "result.json").write_text((REF / "harbor/synthetic_job_result.v0.6.2.json").read_text())
     # The timed-out trial's own result.json (exception_info AND a reward) as Harbor wrote it.
     (job / "encode__httpx-2701__Lm7vR2c" / "result.json").write_text(
-        (REF / "harbor/synthetic_trial_result_timeout.v0.6.2.json").read_text())
+        (REF / "harbor/synthetic_trial_result_timeout.v0.6.2.json").read_text()
+    )
     recs = _by_name(scan_job(job, selection="all")[0])
     assert recs["encode__httpx-2701__Xk3pQ9a"].reward == 1.0
     assert recs["encode__httpx-2701__Lm7vR2c"].reward == 0.0

@@ -100,7 +100,9 @@ def test_captured_claude_code_trial_completes_an_atif_only_sibling(tmp_path):
     shutil.copytree(Path(__file__).resolve().parents[3] / "fixtures" / "harbor_jobs" / "claude-code", job)
     trial = job / "acme__calc-102__cTo3Pz8"
     (trial / "agent" / "litellm-trajectory.jsonl").unlink()
-    write_json(trial / "agent" / "trajectory.json", {**ATIF, "agent": {**ATIF["agent"], "version": "2.1.329"}})
+    write_json(
+        trial / "agent" / "trajectory.json", {**ATIF, "agent": {**ATIF["agent"], "version": "2.1.329"}}
+    )
     convert_job(job, tmp_path / "out", "d", ConversionOptions(workers=1, selection="all"))
     report = json.loads((tmp_path / "out/d.report.json").read_text())
     entry = next(t for t in report["trial_details"] if t["trial_name"] == trial.name)
@@ -108,7 +110,12 @@ def test_captured_claude_code_trial_completes_an_atif_only_sibling(tmp_path):
     ims = [json.loads(l) for l in (tmp_path / "out/d.im.jsonl").read_text().splitlines()]
     (im,) = [im for im in ims if im["meta_info"]["trial_name"] == trial.name]
     donor = im["meta_info"]["unique_info"]["_context_from_trial"]
-    (donor_im,) = [d for d in ims if d["meta_info"]["trial_name"] == donor
-                   and d["meta_info"]["unique_info"]["_agent_type"] == "main"]
+    (donor_im,) = [
+        d
+        for d in ims
+        if d["meta_info"]["trial_name"] == donor and d["meta_info"]["unique_info"]["_agent_type"] == "main"
+    ]
     assert im["messages"][0] == donor_im["messages"][0] and im["messages"][0]["content"]
-    assert im["tools"] == donor_im["tools"] and {"Write", "Bash"} <= {t["function"]["name"] for t in im["tools"]}
+    assert im["tools"] == donor_im["tools"] and {"Write", "Bash"} <= {
+        t["function"]["name"] for t in im["tools"]
+    }

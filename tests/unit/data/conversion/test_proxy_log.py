@@ -1,4 +1,5 @@
 """Robust streaming of litellm-trajectory.jsonl: every bad line is counted, never fatal."""
+
 from __future__ import annotations
 
 import json
@@ -15,26 +16,37 @@ def _line(rec: object) -> bytes:
 
 def test_bad_lines_are_counted_and_good_ones_kept(tmp_path: Path) -> None:
     good = record([{"role": "user", "content": "hi"}], openai_response("a"), t=5)
-    data = b"".join([
-        _line(good),
-        b"{not json\n",
-        b"[1, 2]\n",
-        _line({"request_body": "oops"}),
-        _line({"request_body": {"messages": "x"}}),
-        b"\n",
-        _line(record([{"role": "user", "content": "caf\xe9"}], openai_response("b"), t=6))[:-1]
-        .replace(b"caf\\u00e9", b"caf\xe9") + b"\n",
-        _line(record([{"role": "user", "content": "x"}], t=7, success=False)),
-        _line(good)[:40],  # truncated last line, no newline
-    ])
+    data = b"".join(
+        [
+            _line(good),
+            b"{not json\n",
+            b"[1, 2]\n",
+            _line({"request_body": "oops"}),
+            _line({"request_body": {"messages": "x"}}),
+            b"\n",
+            _line(record([{"role": "user", "content": "caf\xe9"}], openai_response("b"), t=6))[:-1].replace(
+                b"caf\\u00e9", b"caf\xe9"
+            )
+            + b"\n",
+            _line(record([{"role": "user", "content": "x"}], t=7, success=False)),
+            _line(good)[:40],  # truncated last line, no newline
+        ]
+    )
     path = tmp_path / "log.jsonl"
     path.write_bytes(data)
     issues = IssueLog()
     calls = read_proxy_log(path, issues)
     assert [c.line_no for c in calls] == [1, 7]
     assert calls[1].request["messages"][0]["content"] == "caf\ufffd"
-    for code in ("invalid_json_line", "wrong_type_line", "bad_request_body", "bad_request_messages",
-                 "non_utf8_line", "failed_call", "truncated_last_line"):
+    for code in (
+        "invalid_json_line",
+        "wrong_type_line",
+        "bad_request_body",
+        "bad_request_messages",
+        "non_utf8_line",
+        "failed_call",
+        "truncated_last_line",
+    ):
         assert issues.count(code) == 1, code
     assert "all_calls_failed" not in issues
 
@@ -78,8 +90,12 @@ def test_empty_and_all_failed_logs(tmp_path: Path) -> None:
     assert "empty_log" in issues
 
     failed = tmp_path / "failed.jsonl"
-    failed.write_text("".join(json.dumps(record([{"role": "user", "content": "x"}], t=i, success=False)) + "\n"
-                              for i in range(3)))
+    failed.write_text(
+        "".join(
+            json.dumps(record([{"role": "user", "content": "x"}], t=i, success=False)) + "\n"
+            for i in range(3)
+        )
+    )
     issues = IssueLog()
     assert read_proxy_log(failed, issues) == []
     assert issues.count("all_calls_failed") == 1 and issues.count("failed_call") == 3

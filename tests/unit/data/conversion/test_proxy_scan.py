@@ -1,4 +1,5 @@
 """Streaming proxy-log scan: same result as reading the whole log, each distinct message parsed once."""
+
 from __future__ import annotations
 
 import copy
@@ -24,7 +25,9 @@ def _in_memory(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return [c.to_dict() for c in conversations], [asdict(i) for i in issues.to_list()]
 
 
-def _streamed(path: Path, stats: ChainStats | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _streamed(
+    path: Path, stats: ChainStats | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     issues = IssueLog()
     conversations = read_proxy_conversations(path, issues, stats)
     return [c.to_dict() for c in conversations], [asdict(i) for i in issues.to_list()]
@@ -48,16 +51,27 @@ def _odd_lines() -> list[bytes]:
     a2 = {"role": "assistant", "content": None, "tool_calls": [call("c2", "edit", {"path": "a.py"})]}
     r2 = {"role": "tool", "tool_call_id": "c2", "content": "done"}
     first = record([sys_a, u], openai_response(tool_calls=[a1["tool_calls"][0]]), t=1, tools=EDIT_TOOLS)
-    second = record([sys_a, u, a1, r1], openai_response(tool_calls=[a2["tool_calls"][0]]), t=2, tools=EDIT_TOOLS)
+    second = record(
+        [sys_a, u, a1, r1], openai_response(tool_calls=[a2["tool_calls"][0]]), t=2, tools=EDIT_TOOLS
+    )
     third = record([sys_a, u, a1, r1, a2, r2], openai_response("Fixed."), t=3, tools=EDIT_TOOLS)
-    anthropic = record([u], openai_response("ok"), t=4, tools=EDIT_TOOLS,
-                       system=[{"type": "text", "text": "x-anthropic-billing-header: cch=1;"},
-                               {"type": "text", "text": "Be brief."}])
+    anthropic = record(
+        [u],
+        openai_response("ok"),
+        t=4,
+        tools=EDIT_TOOLS,
+        system=[
+            {"type": "text", "text": "x-anthropic-billing-header: cch=1;"},
+            {"type": "text", "text": "Be brief."},
+        ],
+    )
     anthropic_later = copy.deepcopy(anthropic)
     anthropic_later["request_time"] = 5
     anthropic_later["request_body"]["system"][0]["text"] = "x-anthropic-billing-header: cch=2;"
-    anthropic_later["request_body"]["messages"] += [{"role": "assistant", "content": "ok"},
-                                                   {"role": "user", "content": "more"}]
+    anthropic_later["request_body"]["messages"] += [
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "more"},
+    ]
     non_dict_message = record([sys_a, "hello"], openai_response("x"), t=6, tools=EDIT_TOOLS)
     return [
         json.dumps(first).encode(),
@@ -83,8 +97,14 @@ def test_lines_the_walker_does_not_take_give_the_same_result(tmp_path: Path) -> 
     streamed = _streamed(log)
     assert streamed == _in_memory(log)
     codes = {issue["code"] for issue in streamed[1]}
-    assert {"invalid_json_line", "bad_request_messages", "bad_response_body", "non_utf8_line",
-            "truncated_last_line", "duplicate_request"} <= codes
+    assert {
+        "invalid_json_line",
+        "bad_request_messages",
+        "bad_response_body",
+        "non_utf8_line",
+        "truncated_last_line",
+        "duplicate_request",
+    } <= codes
     # Shuffled, the time sort and the linking still agree.
     log.write_bytes(b"\n".join(lines[::-1]) + b"\n")
     assert _streamed(log) == _in_memory(log)
@@ -126,6 +146,7 @@ def test_a_log_rewritten_between_the_two_reads_is_counted(tmp_path: Path) -> Non
     issues = IssueLog()
     scanned = scan_proxy_log(log, issues)
     log.write_text("".join(line.replace("Fix the", "Fix a") + "\n" for line in lines), encoding="utf-8")
-    conversations = build_conversations(scanned.calls, scanned.trie.parent,
-                                        lambda summary: load_call(scanned, summary, issues), issues)
+    conversations = build_conversations(
+        scanned.calls, scanned.trie.parent, lambda summary: load_call(scanned, summary, issues), issues
+    )
     assert conversations == [] and issues.count("log_changed_during_read") == 1

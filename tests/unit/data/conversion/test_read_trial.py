@@ -1,4 +1,5 @@
 """read_trial: source selection per scaffold and trials with nothing usable (issues, never exceptions)."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,10 @@ def test_empty_and_all_failed_logs(tmp_path: Path) -> None:
 
 def test_empty_log_falls_back_to_atif(tmp_path: Path) -> None:
     trial = trial_with_log(tmp_path, [])
-    shutil.copy(FIXTURES / "harbor" / "atif-openhands" / "hello-world.trajectory.json",
-                trial / "agent" / "trajectory.json")
+    shutil.copy(
+        FIXTURES / "harbor" / "atif-openhands" / "hello-world.trajectory.json",
+        trial / "agent" / "trajectory.json",
+    )
     conversations, issues = read_trial(trial, "openhands-sdk")
     assert len(conversations) == 1 and conversations[0].source == "atif"
     assert {"empty_log", "atif_fallback"} <= set(_codes(issues))
@@ -43,12 +46,20 @@ def test_terminus2_prefers_atif_and_uses_the_log_without_it(tmp_path: Path) -> N
     answer = '{"analysis": "a", "plan": "p", "commands": [], "task_complete": true}'
     trial = trial_with_log(tmp_path, [record([prompt], openai_response(answer), t=1)])
     conversations, _ = read_trial(trial, "terminus2")
-    assert [(m.role, m.content) for m in conversations[0].messages] == [("user", "task"), ("assistant", answer)]
+    assert [(m.role, m.content) for m in conversations[0].messages] == [
+        ("user", "task"),
+        ("assistant", answer),
+    ]
     assert conversations[0].source == "proxy_log"
 
-    atif = {"schema_version": "ATIF-v1.7", "agent": {"name": "terminus-2"},
-            "steps": [{"step_id": 1, "source": "user", "message": "task"},
-                      {"step_id": 2, "source": "agent", "message": answer}]}
+    atif = {
+        "schema_version": "ATIF-v1.7",
+        "agent": {"name": "terminus-2"},
+        "steps": [
+            {"step_id": 1, "source": "user", "message": "task"},
+            {"step_id": 2, "source": "agent", "message": answer},
+        ],
+    }
     (trial / "agent" / "trajectory.json").write_text(json.dumps(atif))
     conversations, _ = read_trial(trial, "terminus2")
     assert conversations[0].source == "atif"
@@ -57,7 +68,7 @@ def test_terminus2_prefers_atif_and_uses_the_log_without_it(tmp_path: Path) -> N
 def test_garbage_files_never_raise(tmp_path: Path) -> None:
     agent = tmp_path / "agent"
     agent.mkdir()
-    (agent / "litellm-trajectory.jsonl").write_bytes(b"\x00\xff garbage\n{\"request_body\": 1}\n")
+    (agent / "litellm-trajectory.jsonl").write_bytes(b'\x00\xff garbage\n{"request_body": 1}\n')
     (agent / "trajectory.json").write_text('[{"steps": 1}]')
     for scaffold in ("claude-code", "open-code", "openhands-sdk", "terminus2"):
         conversations, issues = read_trial(tmp_path, scaffold)

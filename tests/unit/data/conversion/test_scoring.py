@@ -6,7 +6,9 @@ def _turns(n: int, final: bool = True, error: bool = False) -> Conversation:
     msgs = [Message("system", "s"), Message("user", "fix it")]
     for i in range(n):
         if i == 1:
-            call = ToolCall(f"c{i}", "Edit", {"file_path": "/repo/a.py", "old_string": "a", "new_string": "b"})
+            call = ToolCall(
+                f"c{i}", "Edit", {"file_path": "/repo/a.py", "old_string": "a", "new_string": "b"}
+            )
         elif i == 2:
             call = ToolCall(f"c{i}", "Write", {"file_path": "/repo/test_repro.py", "content": "x"})
         elif i == n - 1:
@@ -15,8 +17,14 @@ def _turns(n: int, final: bool = True, error: bool = False) -> Conversation:
             call = ToolCall(f"c{i}", "Read", {"file_path": f"/repo/{i}.py"})
         msgs.append(Message("assistant", "", tool_calls=[call]))
         text = "3 passed in 0.1s" if call.name == "Bash" else "ok"
-        msgs.append(Message("tool", "<tool_use_error>boom</tool_use_error>" if error else text,
-                            tool_call_id=call.id, is_error=error))
+        msgs.append(
+            Message(
+                "tool",
+                "<tool_use_error>boom</tool_use_error>" if error else text,
+                tool_call_id=call.id,
+                is_error=error,
+            )
+        )
     if final:
         msgs.append(Message("assistant", "Done."))
     return Conversation(messages=msgs, tools=[])

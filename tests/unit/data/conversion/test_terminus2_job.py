@@ -4,6 +4,7 @@ Its trajectories must stay byte-identical to the shared ATIF samples, its envelo
 each other, and converting the whole job must turn every model answer of every trial (each agent step
 that is not copied context) into exactly one assistant turn, in step order, with its reasoning.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ def test_trajectories_are_the_samples_unchanged() -> None:
     for trial, stem in SOURCES.items():
         samples = sorted(SAMPLES.glob(f"{stem}.trajectory*.json"))
         copies = sorted((JOB / trial / "agent").iterdir())
-        assert [p.name for p in copies] == [p.name[len(stem) + 1:] for p in samples]
+        assert [p.name for p in copies] == [p.name[len(stem) + 1 :] for p in samples]
         assert all(c.read_bytes() == s.read_bytes() for c, s in zip(copies, samples))
         assert all(s.name in readme for s in samples) and trial in readme
 
@@ -67,9 +68,11 @@ def _expected_answer(step: dict[str, Any]) -> tuple[str, Any]:
     calls = step.get("tool_calls") or []
     # Documented rebuild (atif.py): analysis, plan, the bash_command calls, task_complete.
     return "rebuilt", {
-        "analysis": rendered["analysis"], "plan": rendered["plan"],
+        "analysis": rendered["analysis"],
+        "plan": rendered["plan"],
         "commands": [c["arguments"] for c in calls if c["function_name"] == "bash_command"],
-        "task_complete": any(c["function_name"] == "mark_task_complete" for c in calls)}
+        "task_complete": any(c["function_name"] == "mark_task_complete" for c in calls),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +89,17 @@ def rows(tmp_path_factory) -> dict[str, list[dict[str, Any]]]:
 
 @pytest.mark.parametrize("trial", sorted(SOURCES))
 def test_every_model_answer_is_one_assistant_turn_in_order(trial: str, rows) -> None:
-    steps = [s for d in _documents(trial) for s in d["steps"]
-             if s["source"] == "agent" and not s.get("is_copied_context")]
+    steps = [
+        s
+        for d in _documents(trial)
+        for s in d["steps"]
+        if s["source"] == "agent" and not s.get("is_copied_context")
+    ]
     records = sorted(rows[trial], key=lambda r: r["meta_info"]["chain_index"])
-    assert all(r["meta_info"]["unique_info"]["_agent_type"] == "main" and r["meta_info"]["source"] == "atif"
-               for r in records)
+    assert all(
+        r["meta_info"]["unique_info"]["_agent_type"] == "main" and r["meta_info"]["source"] == "atif"
+        for r in records
+    )
     turns = [m for r in records for m in r["messages"][1:] if m["role"] == "assistant"]
     assert len(turns) == len(steps)
     for step, turn in zip(steps, turns):
@@ -107,4 +116,5 @@ def test_every_model_answer_is_one_assistant_turn_in_order(trial: str, rows) -> 
             step = next(answered)
             if index + 1 < len(messages):
                 assert messages[index + 1]["content"] == "\n".join(
-                    r["content"] for r in step["observation"]["results"] if "content" in r)
+                    r["content"] for r in step["observation"]["results"] if "content" in r
+                )

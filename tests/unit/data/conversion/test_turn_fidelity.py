@@ -10,6 +10,7 @@ sub-agent chain and its own IM record. The converter's documented transformation
 Claude Code's billing line dropped from the system turn, reasoning that OpenHands does not send back
 restored from the responses, text blocks joined as documented in docs/conversion-readers.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -80,10 +81,15 @@ def _billing(call: Call) -> str:
 
 def _response_turn(call: Call) -> Msg:
     message = call.response
-    return {"role": "assistant", "content": message.get("content") or "",
-            "reasoning": message.get("reasoning_content") or "",
-            "calls": [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"]))
-                      for c in message.get("tool_calls") or []]}
+    return {
+        "role": "assistant",
+        "content": message.get("content") or "",
+        "reasoning": message.get("reasoning_content") or "",
+        "calls": [
+            (c["id"], c["function"]["name"], json.loads(c["function"]["arguments"]))
+            for c in message.get("tool_calls") or []
+        ],
+    }
 
 
 def _turn_key(turn: Msg) -> tuple[str, ...]:
@@ -106,14 +112,26 @@ def _anthropic_history(messages: list[dict[str, Any]]) -> tuple[str, list[Msg]]:
         if message["role"] == "assistant":
             blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
             of = {kind: [b for b in blocks if b["type"] == kind] for kind in ("text", "thinking", "tool_use")}
-            out.append({"role": "assistant",
-                        "content": "\n\n".join(b["text"] for b in of["text"] if b["text"]),
-                        "reasoning": "\n\n".join(b["thinking"] for b in of["thinking"]),
-                        "calls": [(b["id"], b["name"], b["input"]) for b in of["tool_use"]]})
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": "\n\n".join(b["text"] for b in of["text"] if b["text"]),
+                    "reasoning": "\n\n".join(b["thinking"] for b in of["thinking"]),
+                    "calls": [(b["id"], b["name"], b["input"]) for b in of["tool_use"]],
+                }
+            )
             continue
         blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
-        results = [{"role": "tool", "call_id": b["tool_use_id"], "content": _text(b["content"]),
-                    "is_error": bool(b.get("is_error"))} for b in blocks if b["type"] == "tool_result"]
+        results = [
+            {
+                "role": "tool",
+                "call_id": b["tool_use_id"],
+                "content": _text(b["content"]),
+                "is_error": bool(b.get("is_error")),
+            }
+            for b in blocks
+            if b["type"] == "tool_result"
+        ]
         text = "\n".join(b["text"] for b in blocks if b["type"] == "text")
         if results:
             results = _in_call_order(results, out[-1])
@@ -136,15 +154,28 @@ def _openai_history(messages: list[dict[str, Any]]) -> tuple[str, list[Msg]]:
             out.extend(_in_call_order(pending, out[-1]))
             pending = []
         if message["role"] == "assistant":
-            out.append({"role": "assistant", "content": _text(message.get("content"), "\n\n"),
-                        "reasoning": message.get("reasoning_content") or "",
-                        "calls": [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"]))
-                                  for c in message.get("tool_calls") or []]})
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": _text(message.get("content"), "\n\n"),
+                    "reasoning": message.get("reasoning_content") or "",
+                    "calls": [
+                        (c["id"], c["function"]["name"], json.loads(c["function"]["arguments"]))
+                        for c in message.get("tool_calls") or []
+                    ],
+                }
+            )
         elif message["role"] == "tool":
             text = _text(message["content"])
             # OpenHands' error marker is the one error signal of these OpenAI-protocol logs.
-            pending.append({"role": "tool", "call_id": message["tool_call_id"], "content": text,
-                            "is_error": "[An error occurred during execution.]" in text})
+            pending.append(
+                {
+                    "role": "tool",
+                    "call_id": message["tool_call_id"],
+                    "content": text,
+                    "is_error": "[An error occurred during execution.]" in text,
+                }
+            )
         elif out and out[-1]["role"] == "user":  # documented: consecutive user turns are joined
             out[-1]["content"] += "\n\n" + _text(message["content"])
         else:
@@ -168,8 +199,10 @@ def _im_messages(record: dict[str, Any]) -> tuple[str, list[Msg]]:
         item: Msg = {"role": m["role"], "content": m["content"]}
         if m["role"] == "assistant":
             item["reasoning"] = m["reasoning_content"]
-            item["calls"] = [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"]))
-                             for c in m.get("tool_calls") or []]
+            item["calls"] = [
+                (c["id"], c["function"]["name"], json.loads(c["function"]["arguments"]))
+                for c in m.get("tool_calls") or []
+            ]
         elif m["role"] == "tool":
             item["call_id"], item["is_error"] = m["tool_call_id"], m["is_error"]
         out.append(item)
@@ -193,11 +226,19 @@ def _longest(calls: list[Call]) -> Call:
 def _chains(calls: list[Call], protocol: str) -> Chains:
     ok = [c for c in calls if c.ok]
     side = [c for c in ok if not c.tools]
-    main_calls = [c for c in ok if c.tools and INSTRUCTION in _first_user_text(c)
-                  and "cc_is_subagent=true" not in _billing(c)]
+    main_calls = [
+        c
+        for c in ok
+        if c.tools and INSTRUCTION in _first_user_text(c) and "cc_is_subagent=true" not in _billing(c)
+    ]
     main = _longest(main_calls)
-    prompts = [args["prompt"] for turn in _expected(main, protocol)[1] if turn["role"] == "assistant"
-               for _, name, args in turn["calls"] if name in SUBAGENT_TOOLS]
+    prompts = [
+        args["prompt"]
+        for turn in _expected(main, protocol)[1]
+        if turn["role"] == "assistant"
+        for _, name, args in turn["calls"]
+        if name in SUBAGENT_TOOLS
+    ]
     sub_chains = [[c for c in ok if c.tools and prompt in _first_user_text(c)] for prompt in prompts]
     # Every successful call belongs to exactly one chain: side, main or one sub-agent's.
     assigned = [c.line for c in side + main_calls] + [c.line for chain in sub_chains for c in chain]
@@ -212,8 +253,12 @@ def converted(tmp_path_factory) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for job in PROTOCOL:
         dest = tmp_path_factory.mktemp(job)
-        report = convert_job(JOBS / job, dest, "d", ConversionOptions(selection="all", keep_subagents=True,
-                                                                      reasoning="keep", workers=1))
+        report = convert_job(
+            JOBS / job,
+            dest,
+            "d",
+            ConversionOptions(selection="all", keep_subagents=True, reasoning="keep", workers=1),
+        )
         assert report.trials_by_status == {"kept": 3}
         lf_text = (dest / "lf_data" / "d.json").read_text()
         by_trial: dict[str, list[dict[str, Any]]] = {}
@@ -227,8 +272,11 @@ def converted(tmp_path_factory) -> dict[str, dict[str, Any]]:
 
 
 def _records_of(converted: dict[str, dict[str, Any]], trial: Path, agent_type: str) -> list[dict[str, Any]]:
-    return [r for r in converted[trial.parent.name]["im"][trial.name]
-            if r["meta_info"]["unique_info"]["_agent_type"] == agent_type]
+    return [
+        r
+        for r in converted[trial.parent.name]["im"][trial.name]
+        if r["meta_info"]["unique_info"]["_agent_type"] == agent_type
+    ]
 
 
 def _responses_by_turn(calls: list[Call]) -> dict[tuple[str, ...], Msg]:
@@ -236,8 +284,9 @@ def _responses_by_turn(calls: list[Call]) -> dict[tuple[str, ...], Msg]:
     return {_turn_key(_response_turn(c)): _response_turn(c) for c in calls if c.ok}
 
 
-def _check_chain(record: dict[str, Any], tail: Call, protocol: str, calls: list[Call],
-                 scaffold: str) -> list[Msg]:
+def _check_chain(
+    record: dict[str, Any], tail: Call, protocol: str, calls: list[Call], scaffold: str
+) -> list[Msg]:
     system, expected = _expected(tail, protocol)
     said = _responses_by_turn(calls)
     for turn in expected:
@@ -305,8 +354,11 @@ def test_subagents_are_separate_rows_with_their_own_turns(trial: Path, converted
     records = _records_of(converted, trial, "subagent")
     assert len(converted[scaffold]["im"][trial.name]) == 1 + len(chains.subagents)
     assert len(records) == len(chains.subagents)
-    main_turns = {_turn_key(m) for m in _im_messages(_records_of(converted, trial, "main")[0])[1]
-                  if m["role"] == "assistant"}
+    main_turns = {
+        _turn_key(m)
+        for m in _im_messages(_records_of(converted, trial, "main")[0])[1]
+        if m["role"] == "assistant"
+    }
     for tail in chains.subagents:
         (record,) = [r for r in records if _first_user_text(tail) == _im_messages(r)[1][0]["content"]]
         got = _check_chain(record, tail, protocol, calls, scaffold)

@@ -25,6 +25,7 @@ per content block) are merged; fabricated texts (`Executed <Tool> <id>`, `(tool 
 Observations with `source_call_id` -> tool turns in call order; for claude-code the faithful text
 `extra.tool_result_metadata.raw_tool_result` replaces Harbor's decorated observation.
 """
+
 from __future__ import annotations
 
 import json
@@ -120,10 +121,10 @@ def terminus_answer(step: dict[str, Any], parser: str, ctx: NormContext) -> str:
     if rendered:
         body = message
         if body.startswith("Analysis:"):
-            analysis, sep, rest = body[len("Analysis:"):].partition("\nPlan:")
+            analysis, sep, rest = body[len("Analysis:") :].partition("\nPlan:")
             plan = rest if sep else ""
         else:
-            plan = body[len("Plan:"):]
+            plan = body[len("Plan:") :]
         analysis, plan = analysis.strip(), plan.strip()
     elif message:
         analysis = message
@@ -242,8 +243,17 @@ def _tool_calls(step: dict[str, Any], index: int, ctx: NormContext) -> list[Tool
             ctx.cut(index)
             continue
         # terminus-2 ATIF calls are synthetic and may lack ids: not an issue there
-        calls.append(build_tool_call(name, raw.get("arguments"), raw.get("tool_call_id"), f"call_{index}_{n}", ctx,
-                                     index, count_missing_id=False))
+        calls.append(
+            build_tool_call(
+                name,
+                raw.get("arguments"),
+                raw.get("tool_call_id"),
+                f"call_{index}_{n}",
+                ctx,
+                index,
+                count_missing_id=False,
+            )
+        )
     return calls
 
 
@@ -259,8 +269,12 @@ def _result_message(result: dict[str, Any], scaffold: str, ctx: NormContext) -> 
             flagged = raw.get("is_error") is True
     text = text_of_parts(content, ctx, "observation")
     call_id = result.get("source_call_id")
-    return Message(role="tool", content=text, tool_call_id=call_id if isinstance(call_id, str) else None,
-                   is_error=flagged or looks_like_error(text))
+    return Message(
+        role="tool",
+        content=text,
+        tool_call_id=call_id if isinstance(call_id, str) else None,
+        is_error=flagged or looks_like_error(text),
+    )
 
 
 def generic_messages(documents: list[dict[str, Any]], scaffold: str, issues: IssueLog) -> list[Message]:
@@ -301,11 +315,14 @@ def generic_messages(documents: list[dict[str, Any]], scaffold: str, issues: Iss
                 joined = [t for t in (open_assistant.content, text) if t]
                 open_assistant.content = "\n\n".join(joined)
                 open_assistant.reasoning_content = "\n\n".join(
-                    t for t in (open_assistant.reasoning_content, reasoning) if t)
+                    t for t in (open_assistant.reasoning_content, reasoning) if t
+                )
                 open_assistant.tool_calls.extend(calls)
                 assistant = open_assistant
             else:
-                assistant = Message(role="assistant", content=text, reasoning_content=reasoning, tool_calls=calls)
+                assistant = Message(
+                    role="assistant", content=text, reasoning_content=reasoning, tool_calls=calls
+                )
                 out.append(assistant)
             results = [_result_message(r, scaffold, ctx) for r in _results(step)]
             if not results:

@@ -27,6 +27,7 @@ dropped, counted. agent_type is "subagent" when Claude Code flags the request (`
 when the tool set has neither an edit nor a write tool, or when the chain's first user turn carries the
 `prompt` of a sub-agent tool call (Claude Code `Agent`/`Task`, OpenCode `task`) made in another chain.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -44,13 +45,27 @@ from sftpipe.data.conversion.normalize_call import normalize_call, response_mess
 from sftpipe.data.conversion.normalize_common import NormContext
 from sftpipe.data.conversion.proxy_log import ProxyCall
 
-_TITLE_RE = re.compile(r"title generator|generate a (?:short |concise )?title|conversation title", re.IGNORECASE)
+_TITLE_RE = re.compile(
+    r"title generator|generate a (?:short |concise )?title|conversation title", re.IGNORECASE
+)
 # Tool names that change files; a chain without any of them is a read-only (sub-)agent.
 _EDIT_TOOL_RE = re.compile(r"edit|write|patch|str_replace|create_file", re.IGNORECASE)
 _NOT_EDIT_RE = re.compile(r"todo|task", re.IGNORECASE)
 GEN_PARAM_KEYS = (
-    "model", "temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "reasoning_effort",
-    "thinking", "tool_choice", "stop", "seed", "presence_penalty", "frequency_penalty", "n",
+    "model",
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_tokens",
+    "max_completion_tokens",
+    "reasoning_effort",
+    "thinking",
+    "tool_choice",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "n",
 )
 _SUBAGENT_TOOLS = {"agent", "task"}
 
@@ -84,8 +99,9 @@ class CallSummary:
 CallLoader = Callable[[CallSummary], ProxyCall | None]
 
 
-def link_calls(calls: list[CallSummary], parent: list[int], issues: IssueLog,
-               stats: ChainStats | None = None) -> list[list[int]]:
+def link_calls(
+    calls: list[CallSummary], parent: list[int], issues: IssueLog, stats: ChainStats | None = None
+) -> list[list[int]]:
     """Group calls (already sorted by time) into chains; each chain lists call indices in order.
 
     A call is superseded by the first later call whose history has the call's history as a prefix
@@ -103,7 +119,9 @@ def link_calls(calls: list[CallSummary], parent: list[int], issues: IssueLog,
             if owner is not None and superseded_by[owner] is None:
                 superseded_by[owner] = k
                 if node == call.node:
-                    issues.add("duplicate_request", f"line {calls[owner].line_no} repeated by line {call.line_no}")
+                    issues.add(
+                        "duplicate_request", f"line {calls[owner].line_no} repeated by line {call.line_no}"
+                    )
             node = parent[node]
         if call.node != ROOT:
             full_owner[call.node] = k
@@ -118,15 +136,25 @@ def link_calls(calls: list[CallSummary], parent: list[int], issues: IssueLog,
     return sorted(members.values(), key=lambda chain: chain[0])
 
 
-def summarize_calls(calls: list[ProxyCall], trie: PrefixTrie, stats: ChainStats | None = None) -> list[CallSummary]:
+def summarize_calls(
+    calls: list[ProxyCall], trie: PrefixTrie, stats: ChainStats | None = None
+) -> list[CallSummary]:
     """Summaries of calls held in memory (each message normalised: the reference, unoptimised path)."""
     ids = MessageIds()
     out = []
     for call in calls:
         history = [ids.id_of(m) for m in request_history(call.request)]
-        out.append(CallSummary(line_no=call.line_no, request_time=call.request_time, response=call.response,
-                               usage=call.usage, has_tools=bool(call.request.get("tools")),
-                               node=trie.path(history), depth=len(history)))
+        out.append(
+            CallSummary(
+                line_no=call.line_no,
+                request_time=call.request_time,
+                response=call.response,
+                usage=call.usage,
+                has_tools=bool(call.request.get("tools")),
+                node=trie.path(history),
+                depth=len(history),
+            )
+        )
     if stats is not None:
         stats.messages_normalised += ids.normalised
     return out
@@ -137,8 +165,11 @@ def _non_system_count(history: list[Any]) -> int:
 
 
 def _system_blob(history: list[Any]) -> str:
-    return json.dumps([m.get("content") for m in history if isinstance(m, dict) and m.get("role") == "system"],
-                      ensure_ascii=False, default=str)
+    return json.dumps(
+        [m.get("content") for m in history if isinstance(m, dict) and m.get("role") == "system"],
+        ensure_ascii=False,
+        default=str,
+    )
 
 
 def has_edit_tool(tools: list[dict[str, Any]]) -> bool:
@@ -169,8 +200,13 @@ def conversations_from_calls(
     return build_conversations(summaries, trie.parent, lambda summary: call_of[id(summary)], issues, stats)
 
 
-def build_conversations(calls: list[CallSummary], parent: list[int], load: CallLoader, issues: IssueLog,
-                        stats: ChainStats | None = None) -> list[Conversation]:
+def build_conversations(
+    calls: list[CallSummary],
+    parent: list[int],
+    load: CallLoader,
+    issues: IssueLog,
+    stats: ChainStats | None = None,
+) -> list[Conversation]:
     """Link the calls into chains and turn each chain's tail (its request loaded by `load`) into a conversation."""
     chains = link_calls(calls, parent, issues, stats)
     file_has_tools = any(call.has_tools for call in calls)
@@ -181,15 +217,17 @@ def build_conversations(calls: list[CallSummary], parent: list[int], load: CallL
         # Tool-less requests that extend a tool-using chain (summary/compaction prompt): not agent turns.
         last_with_tools = max((n for n, m in enumerate(members) if m.has_tools), default=-1)
         if 0 <= last_with_tools < len(members) - 1:
-            for dropped in members[last_with_tools + 1:]:
+            for dropped in members[last_with_tools + 1 :]:
                 issues.add("toolless_chain_extension", f"line {dropped.line_no} dropped from its chain")
             members = members[: last_with_tools + 1]
         tail = load(members[-1])
         if tail is None:
             continue  # counted by the loader
         history = request_history(tail.request)
-        if not tail.request.get("tools") and _non_system_count(history) <= 2 and (
-            file_has_tools or _TITLE_RE.search(_system_blob(history))
+        if (
+            not tail.request.get("tools")
+            and _non_system_count(history) <= 2
+            and (file_has_tools or _TITLE_RE.search(_system_blob(history)))
         ):
             issues.add("side_call", f"line {tail.line_no}")
             continue
@@ -202,7 +240,9 @@ def build_conversations(calls: list[CallSummary], parent: list[int], load: CallL
             issues.add("no_assistant_turn", f"chain ending at line {tail.line_no}")
             continue
         _restore_reasoning(normalized.messages, members[:-1], issues)
-        subagent = normalized.subagent_flag or (bool(normalized.tools) and not has_edit_tool(normalized.tools))
+        subagent = normalized.subagent_flag or (
+            bool(normalized.tools) and not has_edit_tool(normalized.tools)
+        )
         conversations.append(
             Conversation(
                 messages=normalized.messages,

@@ -17,6 +17,7 @@ valid part with status `salvaged`; an ATIF fallback of a tool-calling scaffold i
 sibling trial's proxy log (same agent name and version) or, failing that, left out as
 `lossy_fallback` unless `keep_lossy_fallback` (status `kept_lossy`).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,13 @@ from sftpipe.data.conversion.tool_errors import is_error_result
 from sftpipe.util.fs import atomic_write_text
 
 # Reader issue codes that explain why a trial yielded no conversation at all, most specific first.
-_NO_CONVERSATION_REASONS = ("all_calls_failed", "empty_log", "unreadable_log", "no_trajectory", "reader_error")
+_NO_CONVERSATION_REASONS = (
+    "all_calls_failed",
+    "empty_log",
+    "unreadable_log",
+    "no_trajectory",
+    "reader_error",
+)
 
 
 @dataclass
@@ -85,13 +92,22 @@ class OutputPaths:
     @classmethod
     def in_dir(cls, out_dir: Path, data_name: str) -> OutputPaths:
         out_dir = Path(out_dir)
-        return cls(lf=out_dir / "lf_data" / f"{data_name}.json", im=out_dir / f"{data_name}.im.jsonl",
-                   stats=out_dir / f"{data_name}.stats.json", report=out_dir / f"{data_name}.report.json",
-                   report_txt=out_dir / f"{data_name}.report.txt")
+        return cls(
+            lf=out_dir / "lf_data" / f"{data_name}.json",
+            im=out_dir / f"{data_name}.im.jsonl",
+            stats=out_dir / f"{data_name}.stats.json",
+            report=out_dir / f"{data_name}.report.json",
+            report_txt=out_dir / f"{data_name}.report.txt",
+        )
 
     def as_dict(self) -> dict[str, Path]:
-        return {"lf": self.lf, "im": self.im, "stats": self.stats, "report": self.report,
-                "report_txt": self.report_txt}
+        return {
+            "lf": self.lf,
+            "im": self.im,
+            "stats": self.stats,
+            "report": self.report,
+            "report_txt": self.report_txt,
+        }
 
 
 def output_paths(out_dir: Path, data_name: str) -> dict[str, Path]:
@@ -110,7 +126,9 @@ def _convert_trial(rec: TrialRecord, opts: ConversionOptions, donor: Path | None
         assert rec.scaffold is not None
         conversations, issues = read_trial(rec.trial_dir, rec.scaffold, donor)
         out.issues = [(i.code, i.count, i.detail) for i in issues]
-        out.first_seen = {i.code: i.where for i in issues if i.code in DAMAGE_CODES or i.code in _NOTABLE_CODES}
+        out.first_seen = {
+            i.code: i.where for i in issues if i.code in DAMAGE_CODES or i.code in _NOTABLE_CODES
+        }
         out.damage, first_damage = damage_of(issues)
         codes = {i.code for i in issues}
         if out.damage and (opts.on_damaged_trial == "skip" or not conversations):
@@ -127,7 +145,8 @@ def _convert_trial(rec: TrialRecord, opts: ConversionOptions, donor: Path | None
         if not conversations:
             out.skip_reason = next((c for c in _NO_CONVERSATION_REASONS if c in codes), "no_trajectory")
             out.skip_detail = next((i.detail for i in issues if i.code == out.skip_reason), "") or (
-                "reader issues: " + ", ".join(sorted(codes)) if codes else "")
+                "reader issues: " + ", ".join(sorted(codes)) if codes else ""
+            )
             return out
         counter = None
         if opts.tokenizer_path:
@@ -162,15 +181,22 @@ def _convert_trial(rec: TrialRecord, opts: ConversionOptions, donor: Path | None
             summary = RowSummary(
                 scaffold=rec.scaffold,
                 agent_type=conv.agent_type,
-                assistant_turns=sum(t["from"] in ("gpt", "function_call") for t in conversion.row["conversations"]),
+                assistant_turns=sum(
+                    t["from"] in ("gpt", "function_call") for t in conversion.row["conversations"]
+                ),
                 tool_calls=sum(len(m.tool_calls) for m in conv.messages if m.role == "assistant"),
                 tool_errors=sum(is_error_result(m) for m in results),
                 tokens=tokens,
                 score=score.composite if score is not None else None,
             )
-            im = im_record(conv, instance_id=rec.instance_id or "", trial_name=rec.trial_name,
-                           scaffold=rec.scaffold, score=score.to_dict() if score else None,
-                           instance_metadata=rec.metadata)
+            im = im_record(
+                conv,
+                instance_id=rec.instance_id or "",
+                trial_name=rec.trial_name,
+                scaffold=rec.scaffold,
+                score=score.to_dict() if score else None,
+                instance_metadata=rec.metadata,
+            )
             unique = im["meta_info"]["unique_info"]
             if out.damage:  # salvaged: the row is the longest valid part of a damaged trial
                 unique["_damaged"] = {"status": "salvaged", "reasons": out.damage, "first": first_damage}
@@ -213,8 +239,10 @@ def context_donors(records: list[TrialRecord]) -> dict[str, Path]:
         version = rec.metadata.get("agent_version")
         if rec.scaffold not in _TOOL_SCAFFOLDS or not rec.agent_name or not isinstance(version, str):
             continue
-        siblings = sorted((r for r in with_log.get((rec.agent_name, version), []) if r is not rec),
-                          key=lambda r: r.trial_name)
+        siblings = sorted(
+            (r for r in with_log.get((rec.agent_name, version), []) if r is not rec),
+            key=lambda r: r.trial_name,
+        )
         if siblings:
             donors[rec.trial_name] = siblings[0].trial_dir
     return donors
@@ -234,8 +262,9 @@ def auto_workers(n_trials: int, measures_tokens: bool) -> int:
     return max(1, min(cores, n_trials // TRIALS_PER_TOKENIZER_WORKER))
 
 
-def _outcomes(records: list[TrialRecord], opts: ConversionOptions,
-              donors: dict[str, Path]) -> Iterator[_TrialOutcome]:
+def _outcomes(
+    records: list[TrialRecord], opts: ConversionOptions, donors: dict[str, Path]
+) -> Iterator[_TrialOutcome]:
     """Outcomes in the order of `records`; a pool when there is more than one worker and trial."""
     tasks = [(r, opts, donors.get(r.trial_name)) for r in records]
     workers = opts.workers or auto_workers(len(records), bool(opts.tokenizer_path))
@@ -268,13 +297,22 @@ class _AtomicWriter:
 
 
 def _entry(rec: TrialRecord, status: str, detail: str) -> TrialEntry:
-    return TrialEntry(trial_name=rec.trial_name, status=status, detail=detail, instance_id=rec.instance_id,
-                      scaffold=rec.scaffold, reward=rec.reward, reward_source=rec.reward_source,
-                      exception_type=rec.exception_type, reasons=list(rec.damage))
+    return TrialEntry(
+        trial_name=rec.trial_name,
+        status=status,
+        detail=detail,
+        instance_id=rec.instance_id,
+        scaffold=rec.scaffold,
+        reward=rec.reward,
+        reward_source=rec.reward_source,
+        exception_type=rec.exception_type,
+        reasons=list(rec.damage),
+    )
 
 
-def convert_job(job_dir: Path, outputs: Path | OutputPaths, data_name: str,
-                options: ConversionOptions | None = None) -> Report:
+def convert_job(
+    job_dir: Path, outputs: Path | OutputPaths, data_name: str, options: ConversionOptions | None = None
+) -> Report:
     """Convert one Harbor job; `outputs` is either the exact five paths or a dir for `OutputPaths.in_dir`."""
     opts = options or default_options()
     job_dir = Path(job_dir)
@@ -285,9 +323,15 @@ def convert_job(job_dir: Path, outputs: Path | OutputPaths, data_name: str,
     paths = outputs if isinstance(outputs, OutputPaths) else OutputPaths.in_dir(Path(outputs), data_name)
     excluded = load_excluded_repos(opts.exclude_repos_file)
     records, job = scan_job(job_dir, opts.scaffold, opts.selection, opts.exception_policy, excluded)
-    report = Report(job_dir=str(job_dir), data_name=data_name, options=asdict(opts),
-                    outputs={k: str(v) for k, v in paths.as_dict().items()}, job_finished=job.finished,
-                    job_problem=job.problem, tokens_measured=bool(opts.tokenizer_path))
+    report = Report(
+        job_dir=str(job_dir),
+        data_name=data_name,
+        options=asdict(opts),
+        outputs={k: str(v) for k, v in paths.as_dict().items()},
+        job_finished=job.finished,
+        job_problem=job.problem,
+        tokens_measured=bool(opts.tokenizer_path),
+    )
     selectable = [r for r in records if r.skip_reason is None]
     report.trials.extend(_entry(r, r.skip_reason or "", r.skip_detail) for r in records if r.skip_reason)
     donors = context_donors(records)
@@ -318,17 +362,22 @@ def convert_job(job_dir: Path, outputs: Path | OutputPaths, data_name: str,
                     # Every later trial belongs to a later instance (order is by instance): stop reading.
                     entry.status, entry.detail, entry.rows_dropped = "over_max_instances", "", {}
                     report.trials.append(entry)
-                    report.trials.extend(_entry(r, "over_max_instances", "not read")
-                                         for r in selectable[done:])
+                    report.trials.extend(
+                        _entry(r, "over_max_instances", "not read") for r in selectable[done:]
+                    )
                     break
-                if opts.max_trials_per_instance and trials_per_instance[instance] >= opts.max_trials_per_instance:
+                if (
+                    opts.max_trials_per_instance
+                    and trials_per_instance[instance] >= opts.max_trials_per_instance
+                ):
                     entry.status, entry.rows_dropped = "over_max_trials_per_instance", {}
                     report.trials.append(entry)
                     continue
                 trials_per_instance[instance] += 1
                 for row in outcome.rows:
-                    lf_out.fh.write(("\n" if report.rows_written == 0 else ",\n")
-                                    + json.dumps(row.lf, ensure_ascii=False))
+                    lf_out.fh.write(
+                        ("\n" if report.rows_written == 0 else ",\n") + json.dumps(row.lf, ensure_ascii=False)
+                    )
                     im_out.fh.write(json.dumps(row.im, ensure_ascii=False) + "\n")
                     summaries.append(row.summary)
                     report.rows_written += 1

@@ -27,6 +27,7 @@ Selection semantics (documented policy):
   one row, with every selected trial of those instances (several solutions of one task are
   distinct samples) unless ``max_trials_per_instance`` caps them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,7 +54,9 @@ AGENT_TO_SCAFFOLD = {
 SCAFFOLDS = ("claude-code", "open-code", "openhands-sdk", "terminus2")
 
 _INSTANCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
-_SWE_ID_RE = re.compile(r"^(?P<owner>[A-Za-z0-9][A-Za-z0-9._\-]*?)__(?P<repo>[A-Za-z0-9._\-]+?)-(?P<num>\d+)(?:__.+)?$")
+_SWE_ID_RE = re.compile(
+    r"^(?P<owner>[A-Za-z0-9][A-Za-z0-9._\-]*?)__(?P<repo>[A-Za-z0-9._\-]+?)-(?P<num>\d+)(?:__.+)?$"
+)
 _MAX_JSON_BYTES = 64 * 1024 * 1024  # a config/result file larger than this is not a Harbor file
 
 
@@ -269,7 +272,9 @@ def _instance_metadata(config: dict[str, Any], result: dict[str, Any]) -> dict[s
     agent_result = result.get("agent_result")
     if isinstance(agent_result, dict):
         for key in ("n_input_tokens", "n_cache_tokens", "n_output_tokens", "cost_usd"):
-            if isinstance(agent_result.get(key), (int, float)) and not isinstance(agent_result.get(key), bool):
+            if isinstance(agent_result.get(key), (int, float)) and not isinstance(
+                agent_result.get(key), bool
+            ):
                 meta[key] = agent_result[key]
     return meta
 
@@ -423,5 +428,10 @@ def scan_job(
                 pass  # broken or looping symlink: report it
         rec = inspect_trial(job_dir, entry.name, job, scaffold, excluded_repos or set())
         records.append(apply_selection(rec, selection, exception_policy))
-    records.sort(key=lambda r: (r.skip_reason is not None, r.order_key if r.skip_reason is None else ("", r.trial_name)))
+    records.sort(
+        key=lambda r: (
+            r.skip_reason is not None,
+            r.order_key if r.skip_reason is None else ("", r.trial_name),
+        )
+    )
     return records, job

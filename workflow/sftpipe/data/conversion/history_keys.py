@@ -8,6 +8,7 @@ blake2b digest of its serialisation). A history is a path of ids in a trie: ever
 logged history is one trie node, so "is A's history a prefix of B's" is "is A's node an ancestor of
 B's", and equal histories share a node. Building the path costs one dict probe per message.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +18,13 @@ from typing import Any
 
 from sftpipe.data.conversion.normalize_anthropic import BILLING_PREFIX
 
-_DROP_KEYS = {"cache_control", "signature", "reasoning_content", "thinking_blocks", "provider_specific_fields"}
+_DROP_KEYS = {
+    "cache_control",
+    "signature",
+    "reasoning_content",
+    "thinking_blocks",
+    "provider_specific_fields",
+}
 _DROP_BLOCKS = {"thinking", "redacted_thinking"}
 _SUBAGENT_FLAG_RE = re.compile(r"\bcc_is_subagent=true\b")
 ROOT = 0  # the trie node of the empty history
@@ -29,9 +36,17 @@ def clean_for_linking(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: clean_for_linking(v) for k, v in value.items() if k not in _DROP_KEYS}
     if isinstance(value, list):
-        items = [clean_for_linking(v) for v in value if not (isinstance(v, dict) and str(v.get("type")) in _DROP_BLOCKS)]
-        if len(items) == 1 and isinstance(items[0], dict) and set(items[0]) == {"type", "text"} \
-                and items[0]["type"] == "text":
+        items = [
+            clean_for_linking(v)
+            for v in value
+            if not (isinstance(v, dict) and str(v.get("type")) in _DROP_BLOCKS)
+        ]
+        if (
+            len(items) == 1
+            and isinstance(items[0], dict)
+            and set(items[0]) == {"type", "text"}
+            and items[0]["type"] == "text"
+        ):
             return items[0]["text"]
         return items
     if isinstance(value, str) and value.startswith(BILLING_PREFIX):
@@ -41,7 +56,9 @@ def clean_for_linking(value: Any) -> Any:
 
 def message_digest(message: Any) -> bytes:
     """16-byte hash of the message's linking form (`clean_for_linking`, canonical JSON)."""
-    text = json.dumps(clean_for_linking(message), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = json.dumps(
+        clean_for_linking(message), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
+    )
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 

@@ -4,6 +4,7 @@ IM keeps what LF rows lose: tool-call ids, error flags, the original message bou
 and the run metadata. Tool calls are in OpenAI wire form (arguments as a JSON string), as are tools.
 A leading system message is always present (empty when the conversation had none).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,11 +16,18 @@ IM_VERSION = "2.0.0"
 
 
 def _message(msg: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": msg.role, "content": msg.content, "reasoning_content": msg.reasoning_content}
+    out: dict[str, Any] = {
+        "role": msg.role,
+        "content": msg.content,
+        "reasoning_content": msg.reasoning_content,
+    }
     if msg.tool_calls:
         out["tool_calls"] = [
-            {"id": c.id, "type": "function",
-             "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)},
+            }
             for c in msg.tool_calls
         ]
     if msg.role == "tool":

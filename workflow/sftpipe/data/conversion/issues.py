@@ -5,6 +5,7 @@ when single lines or blocks are malformed, and the report can say how often each
 The reader sets `file` (and, while it normalises one proxy record, `line`) so that the first
 occurrence of each code can be named precisely ("agent/litellm-trajectory.jsonl line 7").
 """
+
 from __future__ import annotations
 
 import re
@@ -48,6 +49,14 @@ class IssueLog:
         out = []
         for code, n in self._counts.items():
             file, line, detail = self._first[code]
-            out.append(TrialIssue(code=code, detail="; ".join(self._details[code]), count=n,
-                                  file=file, line=line, first_detail=detail))
+            out.append(
+                TrialIssue(
+                    code=code,
+                    detail="; ".join(self._details[code]),
+                    count=n,
+                    file=file,
+                    line=line,
+                    first_detail=detail,
+                )
+            )
         return out

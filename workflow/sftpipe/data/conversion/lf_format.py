@@ -27,6 +27,7 @@ Policies (documented defaults):
 * The row must end on the assistant side: trailing user-side turns (tool results, reminders) are
   trimmed and counted.
 """
+
 from __future__ import annotations
 
 import json
@@ -169,7 +170,9 @@ def _drop_error_turns(groups: list[_UserSide | _Assistant]) -> tuple[list[_UserS
             own = [r for r in nxt.results if r.tool_call_id in ids]
             if any(is_error_result(r) for r in own):
                 dropped += 1
-                rest = _UserSide(texts=nxt.texts, results=[r for r in nxt.results if r.tool_call_id not in ids])
+                rest = _UserSide(
+                    texts=nxt.texts, results=[r for r in nxt.results if r.tool_call_id not in ids]
+                )
                 if out and isinstance(out[-1], _UserSide):
                     out[-1].texts.extend(rest.texts)
                     out[-1].results.extend(rest.results)
@@ -231,7 +234,9 @@ def conversation_to_lf_row(
                 return result
             turns.append({"from": "function_call", "value": value})
         else:
-            turns.append({"from": "gpt", "value": (THINK_OPEN + thought + THINK_CLOSE if thought else "") + text})
+            turns.append(
+                {"from": "gpt", "value": (THINK_OPEN + thought + THINK_CLOSE if thought else "") + text}
+            )
         prev = g
 
     tools = json.dumps(conv.tools, ensure_ascii=False) if conv.tools else ""

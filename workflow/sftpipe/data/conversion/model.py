@@ -4,6 +4,7 @@ Readers normalise scaffold-specific shapes (OpenAI chat, Anthropic blocks, ATIF 
 types; nothing downstream looks at a raw request again. Tool-call arguments are always decoded
 objects here (the OpenAI wire form carries them as JSON strings).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field

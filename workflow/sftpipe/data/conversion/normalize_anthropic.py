@@ -14,6 +14,7 @@ Decisions (documented because they change what the model is trained on):
   puts them: inside the same user turn, after the results.
 * Unknown block types are counted (`unknown_block_type`) and skipped.
 """
+
 from __future__ import annotations
 
 import re
@@ -93,8 +94,11 @@ def assistant_blocks(content: Any, index: int, ctx: NormContext) -> Message:
                 ctx.issues.add("bad_tool_calls", "tool_use without name")
                 ctx.cut(index)
                 continue
-            calls.append(build_tool_call(name, block.get("input"), block.get("id"), f"toolu_{index}_{len(calls)}",
-                                         ctx, index))
+            calls.append(
+                build_tool_call(
+                    name, block.get("input"), block.get("id"), f"toolu_{index}_{len(calls)}", ctx, index
+                )
+            )
         else:
             ctx.issues.add("unknown_block_type", f"assistant block {kind!r}")
     return Message(

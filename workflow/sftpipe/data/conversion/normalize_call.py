@@ -13,6 +13,7 @@ then applies the turn-order decisions that LLaMA-Factory needs (it allows a syst
 * A tool call with malformed arguments cuts the conversation before that assistant turn.
 * The conversation ends on an assistant turn: trailing user/tool turns are removed (counted).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -98,8 +99,9 @@ def normalize_call(call: ProxyCall, issues: IssueLog, with_response: bool = True
         messages = messages[: ctx.cut_at]
     messages = fold_system_messages(messages, issues)
     messages = end_on_assistant(messages, issues)
-    return NormalizedCall(messages=messages, tools=normalize_tools(request.get("tools"), issues),
-                          subagent_flag=subagent)
+    return NormalizedCall(
+        messages=messages, tools=normalize_tools(request.get("tools"), issues), subagent_flag=subagent
+    )
 
 
 def fold_system_messages(messages: list[Message], issues: IssueLog) -> list[Message]:

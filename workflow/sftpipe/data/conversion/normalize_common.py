@@ -9,6 +9,7 @@
   result is removed from the assistant turn (`tool_call_without_result`) unless it is the final turn.
 * Errors: `is_error` on the result, or a text marker the scaffold uses instead (see `looks_like_error`).
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,15 @@ class NormContext:
             self.cut_at = index
 
 
-def build_tool_call(name: str, raw_arguments: Any, raw_id: Any, fallback_id: str, ctx: NormContext,
-                    index: int, count_missing_id: bool = True) -> ToolCall:
+def build_tool_call(
+    name: str,
+    raw_arguments: Any,
+    raw_id: Any,
+    fallback_id: str,
+    ctx: NormContext,
+    index: int,
+    count_missing_id: bool = True,
+) -> ToolCall:
     """One canonical call: arguments decoded (undecodable → the conversation is cut at this turn and
     the call kept with {} for the record), and an id (a missing one is counted and replaced)."""
     arguments = decode_arguments(raw_arguments, name, ctx)

@@ -6,6 +6,7 @@ The run of `tool` messages after an assistant turn is matched to its calls by `t
 in call order (normalize_common.order_results). System messages are passed through here; where a
 system message in the middle of the history goes is decided in normalize_call.fold_system_messages.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -48,7 +49,9 @@ def assistant_message(message: dict[str, Any], index: int, ctx: NormContext) -> 
             ctx.cut(index)
             continue
         name = function["name"]
-        calls.append(build_tool_call(name, function.get("arguments"), raw.get("id"), f"call_{index}_{n}", ctx, index))
+        calls.append(
+            build_tool_call(name, function.get("arguments"), raw.get("id"), f"call_{index}_{n}", ctx, index)
+        )
     return Message(
         role="assistant",
         content=text_of_parts(message.get("content"), ctx, "assistant content"),

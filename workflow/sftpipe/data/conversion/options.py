@@ -104,8 +104,11 @@ NOT_OPTIONS = ("allow_failed_checks",)
 
 def default_conversion() -> dict[str, Any]:
     """Every converter option that has a schema default, with that default."""
-    return {key: spec["default"] for key, spec in conversion_schema().items()
-            if "default" in spec and key not in NOT_OPTIONS}
+    return {
+        key: spec["default"]
+        for key, spec in conversion_schema().items()
+        if "default" in spec and key not in NOT_OPTIONS
+    }
 
 
 def conversion_choices(key: str) -> tuple[Any, ...] | None:

@@ -6,6 +6,7 @@ and counted in the IssueLog; nothing here raises on bad content. Only an explici
 marks a failed call (a missing field means success). Successful calls are returned sorted by
 `request_time` (stable, so calls stamped in the same millisecond keep their file order).
 """
+
 from __future__ import annotations
 
 import json
@@ -61,7 +62,9 @@ class LogLine:
         return len(self.raw)
 
 
-def iter_log_lines(handle: BinaryIO, issues: IssueLog, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[LogLine]:
+def iter_log_lines(
+    handle: BinaryIO, issues: IssueLog, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[LogLine]:
     """Non-blank lines of an open log; oversized lines are skipped (counted) without being held whole."""
     line_no = 0
     offset = 0

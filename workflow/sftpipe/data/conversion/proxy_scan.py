@@ -16,6 +16,7 @@ are the same as reading the whole log into memory. Peak memory: the summaries (r
 the trie, and the distinct raw message texts: about one trial's largest request, not all of its
 copies. The chain tails are read again from their recorded offsets (`load_call`).
 """
+
 from __future__ import annotations
 
 import json
@@ -95,7 +96,7 @@ class _Scanner:
 
         def top_value(key: str, p: int) -> int:
             if key == "request_body":
-                if s[p:p + 1] != "{":
+                if s[p : p + 1] != "{":
                     raise _NotFast
                 bodies_walked.append(True)
                 return self._object(s, p, request_value)
@@ -104,7 +105,7 @@ class _Scanner:
 
         def request_value(key: str, p: int) -> int:
             if key == "messages":
-                if s[p:p + 1] != "[":
+                if s[p : p + 1] != "[":
                     raise _NotFast
                 entries, p = self._messages(s, p)
                 request[key] = entries
@@ -119,7 +120,7 @@ class _Scanner:
             return p
 
         p = _WS(s, 0).end()
-        if s[p:p + 1] != "{":
+        if s[p : p + 1] != "{":
             raise _NotFast
         p = _WS(s, self._object(s, p, top_value)).end()
         if p != len(s) or len(bodies_walked) != 1 or "messages" not in request:
@@ -142,21 +143,21 @@ class _Scanner:
     def _object(s: str, p: int, on_value: Any) -> int:
         """Walk the object at s[p] == "{", calling on_value(key, value_start) -> value_end."""
         p = _WS(s, p + 1).end()
-        if s[p:p + 1] == "}":
+        if s[p : p + 1] == "}":
             return p + 1
         seen: set[str] = set()
         while True:
-            if s[p:p + 1] != '"':
+            if s[p : p + 1] != '"':
                 raise _NotFast
             key, p = _SCAN(s, p)
             if key in seen:  # json.loads keeps the last value; rare enough to leave to it
                 raise _NotFast
             seen.add(key)
             p = _WS(s, p).end()
-            if s[p:p + 1] != ":":
+            if s[p : p + 1] != ":":
                 raise _NotFast
             p = _WS(s, on_value(key, _WS(s, p + 1).end())).end()
-            c = s[p:p + 1]
+            c = s[p : p + 1]
             if c == "}":
                 return p + 1
             if c != ",":
@@ -169,7 +170,7 @@ class _Scanner:
         if last is not None and s.startswith(last[0], p):
             return last[1], p + len(last[0]), last[0]
         value, end = _SCAN(s, p)
-        if s[p:p + 1] not in _SELF_DELIMITING:
+        if s[p : p + 1] not in _SELF_DELIMITING:
             self._last_value.pop(key, None)
             return value, end, None
         text = s[p:end]
@@ -179,12 +180,12 @@ class _Scanner:
     def _messages(self, s: str, p: int) -> tuple[list[_Entry], int]:
         entries: list[_Entry] = []
         p = _WS(s, p + 1).end()
-        if s[p:p + 1] == "]":
+        if s[p : p + 1] == "]":
             return entries, p + 1
         preferred: list[_Entry] | None = None
         j = 0
         while True:
-            if s[p:p + 1] != "{":
+            if s[p : p + 1] != "{":
                 raise _NotFast  # not an object: the exact path reports bad_request_messages
             entry = None
             if preferred is not None and j < len(preferred) and s.startswith(preferred[j].text, p):
@@ -208,18 +209,18 @@ class _Scanner:
             if j == 0:
                 preferred = self._by_first.get(entry.id, preferred)
             j += 1
-            c = s[p:p + 1]
+            c = s[p : p + 1]
             if c in _WS_CHARS:
                 p = _WS(s, p).end()
-                c = s[p:p + 1]
+                c = s[p : p + 1]
             if c == "]":
                 return entries, p + 1
             if c != ",":
                 raise _NotFast
             p += 1
-            if s[p:p + 1] == " ":  # most loggers write ", " (or ","): no regex call for those
+            if s[p : p + 1] == " ":  # most loggers write ", " (or ","): no regex call for those
                 p += 1
-            if s[p:p + 1] in _WS_CHARS:
+            if s[p : p + 1] in _WS_CHARS:
                 p = _WS(s, p).end()
 
     def _remember(self, entries: list[_Entry]) -> None:
@@ -264,19 +265,27 @@ def scan_proxy_log(
     return ScannedLog(sorted_by_request_time(calls, issues), scanner.trie, path)
 
 
-def _summary(record: dict[str, Any], line: LogLine, ids: list[int], has_tools: bool,
-             scanner: _Scanner) -> CallSummary:
+def _summary(
+    record: dict[str, Any], line: LogLine, ids: list[int], has_tools: bool, scanner: _Scanner
+) -> CallSummary:
     response = record.get("response_body")  # a dict or None: walk_line's caller checked
     return CallSummary(
-        line_no=line.line_no, request_time=as_number(record.get("request_time")), response=response,
-        usage=call_usage(record, response), has_tools=has_tools,
-        node=scanner.trie.path(ids), depth=len(ids),
-        offset=line.offset, length=line.length, crc=zlib.crc32(line.raw),
+        line_no=line.line_no,
+        request_time=as_number(record.get("request_time")),
+        response=response,
+        usage=call_usage(record, response),
+        has_tools=has_tools,
+        node=scanner.trie.path(ids),
+        depth=len(ids),
+        offset=line.offset,
+        length=line.length,
+        crc=zlib.crc32(line.raw),
     )
 
 
-def _exact_summary(text: str, line: LogLine, issues: IssueLog, tally: LogTally,
-                   scanner: _Scanner) -> CallSummary | None:
+def _exact_summary(
+    text: str, line: LogLine, issues: IssueLog, tally: LogTally, scanner: _Scanner
+) -> CallSummary | None:
     record = parse_record(text, line, issues)
     if record is None or tally.is_failed(record, line.line_no, issues):
         return None
@@ -285,9 +294,16 @@ def _exact_summary(text: str, line: LogLine, issues: IssueLog, tally: LogTally,
         return None
     ids = scanner.exact_ids(call.request)
     return CallSummary(
-        line_no=call.line_no, request_time=call.request_time, response=call.response, usage=call.usage,
-        has_tools=bool(call.request.get("tools")), node=scanner.trie.path(ids), depth=len(ids),
-        offset=line.offset, length=line.length, crc=zlib.crc32(line.raw),
+        line_no=call.line_no,
+        request_time=call.request_time,
+        response=call.response,
+        usage=call.usage,
+        has_tools=bool(call.request.get("tools")),
+        node=scanner.trie.path(ids),
+        depth=len(ids),
+        offset=line.offset,
+        length=line.length,
+        crc=zlib.crc32(line.raw),
     )
 
 

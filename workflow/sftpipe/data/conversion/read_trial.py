@@ -14,6 +14,7 @@ otherwise the trial is flagged `lossy_fallback` (convert.py leaves it out unless
 Never raises on bad input: an unexpected error inside a reader is reported as `reader_error` with
 the exception text, and the trial yields no conversations.
 """
+
 from __future__ import annotations
 
 import traceback
@@ -35,11 +36,14 @@ def read_proxy_conversations(
 ) -> list[Conversation]:
     """Streams the log once (summaries only), then re-reads each chain's tail request."""
     log = scan_proxy_log(log_path, issues, stats)
-    return build_conversations(log.calls, log.trie.parent, lambda call: load_call(log, call, issues), issues, stats)
+    return build_conversations(
+        log.calls, log.trie.parent, lambda call: load_call(log, call, issues), issues, stats
+    )
 
 
-def read_trial(trial_dir: Path, scaffold: str,
-               context_donor: Path | None = None) -> tuple[list[Conversation], list[TrialIssue]]:
+def read_trial(
+    trial_dir: Path, scaffold: str, context_donor: Path | None = None
+) -> tuple[list[Conversation], list[TrialIssue]]:
     """A trial's conversations and issues; never raises (a reader bug becomes a reader_error issue
     and no conversations)."""
     issues = IssueLog()
@@ -83,7 +87,9 @@ def _read(trial_dir: Path, scaffold: str, issues: IssueLog, context_donor: Path 
 
 def _is_lossy(conv: Conversation) -> bool:
     """No system prompt, or tool calls without the tool schemas that define them."""
-    has_system = bool(conv.messages and conv.messages[0].role == "system" and conv.messages[0].content.strip())
+    has_system = bool(
+        conv.messages and conv.messages[0].role == "system" and conv.messages[0].content.strip()
+    )
     has_calls = any(m.tool_calls for m in conv.messages)
     return not has_system or (has_calls and not conv.tools)
 
@@ -97,10 +103,15 @@ def _complete_context(conversations: list[Conversation], donor: Path | None, iss
     if donor is not None:
         scratch = IssueLog()  # the donor's own problems are its report entry's, not this trial's
         donor_convs = read_proxy_conversations(donor / "agent" / PROXY_LOG, scratch)
-        source = next((c for c in donor_convs if c.agent_type == "main"), donor_convs[0] if donor_convs else None)
+        source = next(
+            (c for c in donor_convs if c.agent_type == "main"), donor_convs[0] if donor_convs else None
+        )
     if source is None or not source.messages or source.messages[0].role != "system":
-        why = f"sibling {donor.name} gave no usable system prompt" if donor is not None else \
-            "no sibling trial of the same agent name and version has a proxy log"
+        why = (
+            f"sibling {donor.name} gave no usable system prompt"
+            if donor is not None
+            else "no sibling trial of the same agent name and version has a proxy log"
+        )
         issues.add("lossy_fallback", f"ATIF without system prompt or tool schemas; {why}")
         return
     for conv in lossy:
@@ -111,5 +122,8 @@ def _complete_context(conversations: list[Conversation], donor: Path | None, iss
             conv.messages.insert(0, Message(role="system", content=system.content))
         conv.tools = [dict(t) for t in source.tools]
         conv.context_from = donor.name if donor is not None else ""
-    issues.add("context_from_sibling", f"system prompt and {len(source.tools)} tools from {donor.name if donor else ''}",
-               count=len(lossy))
+    issues.add(
+        "context_from_sibling",
+        f"system prompt and {len(source.tools)} tools from {donor.name if donor else ''}",
+        count=len(lossy),
+    )

@@ -13,6 +13,7 @@ or another skip reason, e.g. ``missing_config``, ``invalid_name``, ``symlink_loo
 frequent row drop reason (``invalid_structure``, ``over_length``, ``below_min_score``,
 ``subagent_excluded``). Row drop reasons are counted separately. `check()` asserts the totals add up.
 """
+
 from __future__ import annotations
 
 import json
@@ -90,9 +91,12 @@ class Report:
         assert sum(t.rows_written for t in self.trials) == self.rows_written, "rows written do not add up"
         kept = [t for t in self.trials if t.status in ROW_STATUSES]
         assert all(t.rows_written > 0 for t in kept), "a kept trial without rows"
-        assert all(t.rows_written == 0 for t in self.trials if t.status not in ROW_STATUSES), \
+        assert all(t.rows_written == 0 for t in self.trials if t.status not in ROW_STATUSES), (
             "a skipped trial with rows"
-        assert all(t.reasons for t in self.trials if t.status in ("damaged", "salvaged")), "damage without reasons"
+        )
+        assert all(t.reasons for t in self.trials if t.status in ("damaged", "salvaged")), (
+            "damage without reasons"
+        )
         assert len({t.trial_name for t in self.trials}) == len(self.trials), "a trial reported twice"
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,8 +125,10 @@ class Report:
             },
             "reader_issues": dict(sorted(self.reader_issues.items())),
             "format_changes": self.format_changes,
-            "history_edits": {"count": self.reader_issues.get("history_edit", {}).get("count", 0),
-                              "trials": [t.trial_name for t in self.trials if "history_edit" in t.reader_issues]},
+            "history_edits": {
+                "count": self.reader_issues.get("history_edit", {}).get("count", 0),
+                "trials": [t.trial_name for t in self.trials if "history_edit" in t.reader_issues],
+            },
             "trial_details": [asdict(t) for t in self.trials],
         }
 
@@ -136,8 +142,10 @@ class Report:
         ]
         lines += [f"  {status:<32} {n}" for status, n in d["trials"]["by_status"].items()]
         r = d["rows"]
-        lines.append(f"rows: {r['candidates']} candidates, {r['written']} written, {r['dropped']} dropped "
-                     f"({d['instances_written']} instances)")
+        lines.append(
+            f"rows: {r['candidates']} candidates, {r['written']} written, {r['dropped']} dropped "
+            f"({d['instances_written']} instances)"
+        )
         lines += [f"  dropped {reason:<24} {n}" for reason, n in r["dropped_by_reason"].items()]
         lines.append(f"token lengths: {d['token_lengths']}")
         if self.format_changes:
@@ -154,13 +162,22 @@ class Report:
         for t in self.trials:
             if t.status in ATTENTION_STATUSES:
                 reasons = f" [{', '.join(t.reasons)}]" if t.reasons else ""
-                claim = f" (reward claimed by {t.reward_source})" if t.status == "incomplete" and t.reward is not None \
+                claim = (
+                    f" (reward claimed by {t.reward_source})"
+                    if t.status == "incomplete" and t.reward is not None
                     else ""
+                )
                 out.append(f"  {t.status:<15} {t.trial_name}{reasons}{claim}: {t.detail}")
             if "history_edit" in t.reader_issues:
-                out.append(f"  {'history_edit':<15} {t.trial_name} x{t.reader_issues['history_edit']}: "
-                           f"{t.first_seen.get('history_edit', '')}")
-        return ["trials needing attention (status trial [reasons]: first offending line or file):", *out] if out else []
+                out.append(
+                    f"  {'history_edit':<15} {t.trial_name} x{t.reader_issues['history_edit']}: "
+                    f"{t.first_seen.get('history_edit', '')}"
+                )
+        return (
+            ["trials needing attention (status trial [reasons]: first offending line or file):", *out]
+            if out
+            else []
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"

@@ -21,6 +21,7 @@ e.g. edit concentration when nothing was edited, is left out and the weights ren
 Actions are recognised by tool name and arguments across scaffolds (Claude Code, OpenCode,
 OpenHands, terminus-2 JSON answers); unknown tools count as neither edits nor commands.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -40,8 +41,18 @@ WEIGHTS = {
     "undesirable_patterns": 0.07,
 }
 
-EDIT_TOOLS = {"edit", "multiedit", "write", "str_replace_editor", "file_editor", "apply_patch",
-              "notebookedit", "create_file", "str_replace_based_edit_tool", "patch"}
+EDIT_TOOLS = {
+    "edit",
+    "multiedit",
+    "write",
+    "str_replace_editor",
+    "file_editor",
+    "apply_patch",
+    "notebookedit",
+    "create_file",
+    "str_replace_based_edit_tool",
+    "patch",
+}
 COMMAND_TOOLS = {"bash", "terminal", "execute_bash", "bash_command", "shell", "run", "execute_command"}
 FINISH_TOOLS = {"finish", "submit", "mark_task_complete", "task_complete", "attempt_completion"}
 # Editor commands that only read.
@@ -53,10 +64,14 @@ _TEST_CMD_RE = re.compile(
 )
 _TEST_FILE_RE = re.compile(r"(^|[/_\-.])(test|tests|spec|repro|reproduce)([/_\-.]|$)", re.IGNORECASE)
 _SHELL_WRITE_RE = re.compile(r"(\bsed\s+-i\b|\bcat\s*>|\btee\b|>\s*\S+\.\w+|\bpatch\b|\bgit apply\b)")
-_FAIL_RE = re.compile(r"(\b\d+ failed\b|\bFAILED\b|\bFAIL\b|Traceback \(most recent call last\)|\bERROR\b|"
-                      r"exit code [1-9]|Exit code [1-9]|AssertionError)")
-_PASS_RE = re.compile(r"(\b\d+ passed\b|\bOK\b|\bPASS(ED)?\b|\ball tests passed\b|\bok\s+\S+|Tests:\s+\d+ passed)",
-                      re.IGNORECASE)
+_FAIL_RE = re.compile(
+    r"(\b\d+ failed\b|\bFAILED\b|\bFAIL\b|Traceback \(most recent call last\)|\bERROR\b|"
+    r"exit code [1-9]|Exit code [1-9]|AssertionError)"
+)
+_PASS_RE = re.compile(
+    r"(\b\d+ passed\b|\bOK\b|\bPASS(ED)?\b|\ball tests passed\b|\bok\s+\S+|Tests:\s+\d+ passed)",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -175,12 +190,16 @@ def score_conversation(conv: Conversation) -> QualityScore:
     # Submission completeness.
     last_msg, last_acts, last_submitted = turns[-1]
     ends_on_assistant = conv.messages[-1].role == "assistant"
-    submitted = last_submitted or any(a.kind == "finish" for a in last_acts) or (
-        ends_on_assistant and not last_msg.tool_calls and not last_acts
+    submitted = (
+        last_submitted
+        or any(a.kind == "finish" for a in last_acts)
+        or (ends_on_assistant and not last_msg.tool_calls and not last_acts)
     )
     late_results = [a.result for _, acts, _ in late for a in acts if a.result is not None]
     late_err = sum(is_error_result(r) for r in late_results) / len(late_results) if late_results else 0.0
-    late_test = any(a.kind == "command" and _TEST_CMD_RE.search(a.command) for _, acts, _ in late for a in acts)
+    late_test = any(
+        a.kind == "command" and _TEST_CMD_RE.search(a.command) for _, acts, _ in late for a in acts
+    )
     completeness = (1.0 if submitted else 0.0) * (1.0 - 0.5 * late_err) + (0.15 if late_test else 0.0)
     comps["submission_completeness"] = min(1.0, completeness)
     details.update(submitted=submitted, late_error_rate=round(late_err, 4), late_test_run=late_test)
@@ -233,8 +252,9 @@ def score_conversation(conv: Conversation) -> QualityScore:
     repeated_errors = any(c >= 3 for c in error_texts.values())
     flags = sum((no_write, truncated, loop, repeated_errors))
     comps["undesirable_patterns"] = (1.0 - flags / 4.0) ** 3
-    details.update(no_successful_write=no_write, truncated=truncated, action_loop=loop,
-                   repeated_errors=repeated_errors)
+    details.update(
+        no_successful_write=no_write, truncated=truncated, action_loop=loop, repeated_errors=repeated_errors
+    )
 
     present = {k: v for k, v in comps.items() if v is not None}
     total_w = sum(WEIGHTS[k] for k in present)

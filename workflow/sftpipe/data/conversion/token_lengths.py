@@ -5,6 +5,7 @@ system and tools, so the count includes the system prompt, the rendered tool lis
 (for reasoning templates with `enable_thinking`) the empty think blocks LF inserts. The result is the
 length before `cutoff_len` truncation, i.e. what decides whether LF would silently truncate the row.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache

@@ -1,4 +1,5 @@
 """What counts as a failed tool call, shared by scoring, LF formatting and stats."""
+
 from __future__ import annotations
 
 from sftpipe.data.conversion.model import Message
