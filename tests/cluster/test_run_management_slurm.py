@@ -10,7 +10,7 @@ import pytest
 from sftpipe.cli import main
 from sftpipe.runs import index as run_index
 from sftpipe.runs import status as run_status
-from sftpipe.runs.store import Heartbeat
+from sftpipe.runs.store import Heartbeat, RunStore
 from sftpipe.slurm import env as slurm_env
 
 from tests.unit.runs.run_files import add_entry, write_run_record
@@ -62,7 +62,7 @@ def test_running_job_then_cancelled_and_failed_jobs(slurm_cluster, tmp_path):
         run = tmp_path / "artifacts/model/r"
         rid = add_entry(tmp_path, run, slurm_job_id=job)
         write_run_record(run, rid, 4242, host="node1")  # the launcher lives on a compute node
-        Heartbeat(run).beat()
+        Heartbeat(RunStore(run)).beat()
         assert _wait_derived(tmp_path, rid, "running") == "running"
         # the stop request goes to the run directory; the job keeps running until the launcher acts
         assert main(["stop", rid, "--root", str(tmp_path)]) == 0
