@@ -32,6 +32,7 @@ import yaml
 from sftpipe import paths
 from sftpipe.runs.provenance import dataset_fingerprint, sha256_file
 from sftpipe.runs.store import RunStore
+from sftpipe.util.yamltext import read_yaml_mapping
 
 MANIFEST = "model.yaml"
 WEIGHT_GLOBS = (
@@ -60,12 +61,6 @@ class PublishError(RuntimeError):
     """Publishing cannot proceed; nothing was written."""
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -100,7 +95,7 @@ def select_checkpoint(run_dir: Path, which: str) -> dict[str, Any]:
 
 
 def _base_model_dir(run_dir: Path, root: Path) -> Path | None:
-    lf = _read_yaml(run_dir / paths.LF_YAML)
+    lf = read_yaml_mapping(run_dir / paths.LF_YAML)
     base = lf.get("model_name_or_path")
     if not base:
         return None
@@ -174,7 +169,7 @@ def _dataset_refs(run_dir: Path, root: Path) -> list[dict[str, Any]]:
     recorded = RunStore(run_dir).read_dataset_fingerprint()
     if recorded:
         return [recorded | {"recorded": "at run start"}]
-    lf = _read_yaml(run_dir / paths.LF_YAML)
+    lf = read_yaml_mapping(run_dir / paths.LF_YAML)
     if not lf.get("dataset"):
         return []
     dataset_dir = Path(lf.get("dataset_dir") or "data")
@@ -221,8 +216,8 @@ def publish(
         raise PublishError(f"{target} already exists; a published version is immutable (bump --version)")
     ckpt = Path(row["path"])
     run_record = RunStore(ref.run_dir).read_run_record() or {}
-    run_config = _read_yaml(ref.run_dir / paths.RESOLVED_CONFIG)
-    lf = _read_yaml(ref.run_dir / paths.LF_YAML)
+    run_config = read_yaml_mapping(ref.run_dir / paths.RESOLVED_CONFIG)
+    lf = read_yaml_mapping(ref.run_dir / paths.LF_YAML)
     base = _base_model_dir(ref.run_dir, root)
     state = _read_json(ckpt / paths.TRAINER_STATE)
 
@@ -286,7 +281,7 @@ def publish(
 def verify(directory: Path) -> list[str]:
     """Problems of a published directory (empty list = every file present with its recorded hash)."""
     directory = Path(directory)
-    manifest = _read_yaml(directory / MANIFEST)
+    manifest = read_yaml_mapping(directory / MANIFEST)
     if not manifest:
         return [f"{directory / MANIFEST}: missing or not a YAML mapping"]
     problems = []
@@ -311,4 +306,4 @@ def verify(directory: Path) -> list[str]:
 
 def read_manifest(directory: Path) -> dict[str, Any]:
     """The model.yaml of a published directory."""
-    return _read_yaml(Path(directory) / MANIFEST)
+    return read_yaml_mapping(Path(directory) / MANIFEST)

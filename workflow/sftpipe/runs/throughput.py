@@ -33,6 +33,7 @@ from typing import Any
 
 from sftpipe import paths
 from sftpipe.runs.store import RunStore
+from sftpipe.util.yamltext import read_yaml_mapping
 
 # Dense (no sparsity) bf16 tensor-core peak per accelerator, TFLOPS, from the vendors' data sheets.
 # Matched in order against the GPU name nvidia-smi reports: the more specific names come first.
@@ -161,14 +162,6 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def find_model_config(run_dir: Path, model_path: str | None) -> Path | None:
@@ -206,8 +199,8 @@ def run_context(run_dir: Path) -> dict[str, Any]:
     environment.json), read once: world size, model shape, batch shape, peak FLOPs, warnings."""
     run_dir = Path(run_dir)
     warnings: list[str] = []
-    lf = _read_yaml(run_dir / paths.LF_YAML)
-    resolved = _read_yaml(run_dir / paths.RESOLVED_CONFIG)
+    lf = read_yaml_mapping(run_dir / paths.LF_YAML)
+    resolved = read_yaml_mapping(run_dir / paths.RESOLVED_CONFIG)
     infra = ((resolved.get("runtime_info") or {}).get("input") or {}).get("infrastructure") or {}
     world = ((RunStore(run_dir).read_run_record() or {}).get("world") or {}).get("world_size")
     if not isinstance(world, int) or world <= 0:

@@ -6,6 +6,7 @@ import io
 import math
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -81,3 +82,14 @@ def dump_yaml11(data: Any) -> str:
     buf = io.StringIO()
     yaml.dump(data, buf)
     return buf.getvalue()
+
+
+def read_yaml_mapping(path: Path | str) -> dict[str, Any]:
+    """A YAML file's top-level mapping; {} when it is missing, unreadable or not a mapping (records, not config)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
