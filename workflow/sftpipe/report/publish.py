@@ -61,8 +61,6 @@ class PublishError(RuntimeError):
     """Publishing cannot proceed; nothing was written."""
 
 
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

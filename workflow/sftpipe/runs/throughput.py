@@ -162,8 +162,6 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-
-
 def find_model_config(run_dir: Path, model_path: str | None) -> Path | None:
     """The model's config.json: the base model named in the LF config (relative to the project root,
     found among the run directory's parents), else one saved into the run directory or a checkpoint."""
