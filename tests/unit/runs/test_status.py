@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sftpipe.cli import main
+from sftpipe.cli.runs import format_report
 from sftpipe.runs import index as run_index
 from sftpipe.runs import status as run_status
 from sftpipe.runs.store import Heartbeat, RunStore
@@ -127,7 +128,7 @@ def test_status_of_a_slurm_run_names_its_job_and_nodes(root):
     rid = add_entry(root, run, status="running", slurm_job_id="77", slurm_nodes="node1,node2")
     report = run_status.run_report(run_status.resolve_run(root, rid), slurm_state="queued")
     assert report["slurm_nodes"] == "node1,node2" and report["status"] == "queued"
-    assert "slurm      job 77 queued on node1,node2" in run_status.format_report(report)
+    assert "slurm      job 77 queued on node1,node2" in format_report(report)
 
 
 def test_terminal_entries_are_reported_as_recorded(root):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from sftpipe.cli.common import (
     EXIT_FAILURE,
@@ -18,9 +19,52 @@ from sftpipe.paths import DEFAULT_CONFIG, INDEX_PATH, VARIANTS_DIR
 from sftpipe.runs.best import METRICS, best_checkpoint
 from sftpipe.runs.ending import ACTIVE_STATUSES, STATUSES
 from sftpipe.runs.index import read_entries
-from sftpipe.runs.status import format_report, list_runs, reconcile, resolve_run, run_report
+from sftpipe.runs.status import list_runs, reconcile, resolve_run, run_report
 from sftpipe.runs.variants import list_variants
 from sftpipe.training.stop import request_run_stop, wait_for_end
+
+
+def format_report(rep: dict[str, Any]) -> str:
+    p = rep["progress"]
+    status = rep["status"] + (
+        "" if rep["status"] == rep["recorded_status"] else f" (index says {rep['recorded_status']})"
+    )
+    lines = [f"run        {rep['run_id'] or '-'}  {rep['run_dir']}", f"status     {status}: {rep['reason']}"]
+    if rep.get("variant") or rep.get("data_name"):
+        lines.append(f"variant    {rep.get('variant') or '-'}   data {rep.get('data_name') or '-'}")
+    if p["step"] is not None:
+        lines.append(
+            f"progress   step {p['step']}/{fmt_value(p['total_steps'])} ({fmt_value(p['percentage'], 1)}%)  "
+            f"elapsed {p['elapsed'] or '-'}  ETA {p['eta'] or '-'}"
+        )
+        lines.append(
+            f"loss       {fmt_value(p['loss'])} (EMA {fmt_value(p['loss_ema'])})  eval {fmt_value(p['eval_loss'])}"
+            f"{' @ step ' + str(p['eval_step']) if p['eval_step'] is not None else ''}  "
+            f"lr {fmt_value(p['learning_rate'], 3) if p['learning_rate'] is None else format(p['learning_rate'], '.3g')}"
+        )
+        lines.append(
+            f"tokens/s   {fmt_value(p['tokens_per_second'], 1)}  (tokens seen {fmt_value(p['total_tokens'])}; "
+            f"per GPU {fmt_value(p['tokens_per_second_per_gpu'], 1)}, MFU "
+            f"{'-' if p['mfu'] is None else format(p['mfu'], '.1%')})"
+        )
+    else:
+        lines.append("progress   no step logged yet")
+    lines.append(f"checkpoint {p['latest_checkpoint'] or '-'} (latest complete)")
+    if rep.get("final_loss") is not None:
+        lines.append(f"final loss {fmt_value(rep['final_loss'])}")
+    if rep.get("log"):
+        lines.append(f"log        {rep['log']}")
+    if rep.get("slurm_job_id"):
+        ev = rep.get("evidence") or {}
+        left = ev.get("slurm_time_left_s")
+        lines.append(
+            f"slurm      job {rep['slurm_job_id']} {ev.get('slurm_state') or '-'} on "
+            f"{rep.get('slurm_nodes') or '-'}" + (f", {left / 60:.0f} min left" if left else "")
+        )
+    if rep.get("error"):
+        lines.append("error      " + str(rep["error"]).replace("\n", "\n           "))
+    lines += [f"warning: {w}" for w in p["warnings"]]
+    return "\n".join(lines)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

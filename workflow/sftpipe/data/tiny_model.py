@@ -1,5 +1,8 @@
 """Build a random-initialised Qwen3-architecture model with a locally trained tokenizer.
 
+(Long module: the presets, the deterministic corpus and the tokenizer training are one recipe for a model
+that must rebuild byte-identically.)
+
 No model can be downloaded here, so tests and CPU runs use a model built from scratch: the
 architecture is transformers' `Qwen3ForCausalLM`, the tokenizer is a byte-level BPE trained with
 the `tokenizers` library on a corpus generated deterministically below (English prose, Python code,

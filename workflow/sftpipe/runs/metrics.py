@@ -1,5 +1,8 @@
 """Training metrics of one LLaMA-Factory run directory: a summary plus a per-step series.
 
+(Long module: the merge of trainer_state.json and trainer_log.jsonl across resumes and the summary built on it
+are one algorithm, read together.)
+
 Sources, in order of trust:
 * ``trainer_state.json`` (``log_history``): the clean record (loss, grad_norm, learning_rate, eval
   points, final summary entry). LF writes it to the run directory only when training ends; while a
