@@ -24,6 +24,7 @@ import yaml
 from sftpipe import config as sc
 from sftpipe import paths
 from sftpipe.cli import main
+from sftpipe.config import rotation_guard
 from sftpipe.data.registration import register
 from sftpipe.lf import render as lf_config
 from sftpipe.report import compare, publish
@@ -364,7 +365,7 @@ def test_rotation_guard_keeps_the_best_checkpoint(model_dir, tmp_path):
         "report_to": "none",
         "preprocessing_num_workers": 1,
     }
-    guarded, problems = best_checkpoint.rotation_guard(lf)
+    guarded, problems = rotation_guard(lf)
     assert problems == [] and guarded["metric_for_best_model"] == "eval_loss"
     (tmp_path / "rot.yaml").write_text(yaml.safe_dump(guarded))
     result = subprocess.run(
