@@ -7,7 +7,11 @@
    * fixed cost = pipeline wall − bare wall, broken down per rule: each rule's wall time (its log file appears
      when Snakemake starts the job's shell and is last written when the job ends; polled every 50 ms) and
      Snakemake's own share (start-up, DAG, scheduling gaps = wall − union of the job intervals);
-   * training tokens/s (`num_input_tokens_seen / train_runtime` of LF's all_results.json) pipeline vs bare;
+   * the Snakemake engine's part of it: a chain of as many trivial jobs, same profile, measured in the same run;
+   * per-token cost: training tokens/s (`num_input_tokens_seen / train_runtime` of LF's all_results.json) of a
+     pipeline run with the fail-fast probe off vs bare. The probe (one forward + backward at the longest
+     length, at train begin, inside LF's train_runtime) is a one-off cost: a third run per repeat, the
+     default pipeline with the probe on, measures it (train_runtime on − off) and the fixed cost;
    * `--default-tracker` adds a pair with the pipeline's default tracker (W&B offline) on BOTH sides.
 2. `sft` start-up: wall time of `sft record --help` (what every small rule pays before working), median.
 3. `snakemake -n` latency: the active profile alone vs 20 config variants in one invocation.
@@ -112,7 +116,9 @@ def union_length(intervals: list[tuple[float, float]]) -> float:
 HARDWARE: dict[str, Any] = {}  # config overrides for the overhead runs (set from the command line)
 
 
-def project(base: Path, name: str, model: Path, wandb_mode: str, tree: Path = REPO) -> Path:
+def project(
+    base: Path, name: str, model: Path, wandb_mode: str, tree: Path = REPO, probe: bool = True
+) -> Path:
     root = make_project(base / name)
     if tree != REPO:  # the code (Snakefile, rules, package) of another checkout, e.g. the baseline
         for rel in LINKED:
@@ -122,6 +128,8 @@ def project(base: Path, name: str, model: Path, wandb_mode: str, tree: Path = RE
 
     def apply(d: dict[str, Any]) -> None:
         d["runtime_info"]["input"]["infrastructure"].update(HARDWARE["infrastructure"])
+        if not probe:
+            d["runtime_info"]["input"]["infrastructure"]["fail_fast_probe"] = False
         d["runtime_info"]["input"]["training"].update(HARDWARE["training"])
         d["runtime_info"]["input"]["experiment"]["wandb_mode"] = wandb_mode
 
@@ -129,18 +137,26 @@ def project(base: Path, name: str, model: Path, wandb_mode: str, tree: Path = RE
     return root
 
 
-def tokens_per_second(output_dir: Path) -> float | None:
+def train_figures(output_dir: Path) -> dict[str, float | None]:
+    """tokens/s and train_runtime from LF's all_results.json; the probe's own seconds if it ran."""
     results = json.loads((output_dir / "all_results.json").read_text())
     tokens, runtime = results.get("num_input_tokens_seen"), results.get("train_runtime")
-    return tokens / runtime if tokens and runtime else None
+    probe = output_dir / "max_length_probe.json"
+    return {
+        "tokens_per_s": tokens / runtime if tokens and runtime else None,
+        "train_runtime_s": runtime,
+        "probe_s": json.loads(probe.read_text()).get("seconds") if probe.exists() else None,
+    }
 
 
 def snakemake(root: Path, *extra: str) -> list[str]:
     return [str(BIN / "snakemake"), "--profile", "profiles/default", "--cores", "2", *extra]
 
 
-def run_pipeline(base: Path, tag: str, model: Path, wandb_mode: str, tree: Path = REPO) -> dict[str, Any]:
-    root = project(base, f"pipeline-{tag}", model, wandb_mode, tree)
+def run_pipeline(
+    base: Path, tag: str, model: Path, wandb_mode: str, tree: Path = REPO, probe: bool = True
+) -> dict[str, Any]:
+    root = project(base, f"pipeline-{tag}", model, wandb_mode, tree, probe)
     start = time.time()
     with RuleClock(root) as clock:
         wall = run_cmd(snakemake(root), root, child_env(tree))
@@ -153,7 +169,8 @@ def run_pipeline(base: Path, tag: str, model: Path, wandb_mode: str, tree: Path 
         "per_rule_s": per_rule,
         "snakemake_own_s": snakemake_own,
         "snakemake_startup_s": first_job - start,
-        "tokens_per_s": tokens_per_second(root / "artifacts/model/demo-run"),
+        "n_jobs": len(rules),
+        **train_figures(root / "artifacts/model/demo-run"),
     }
 
 
@@ -179,7 +196,7 @@ def run_bare(base: Path, tag: str, model: Path, wandb_mode: str) -> dict[str, An
     if cfg.infrastructure["accelerator"] == "cpu":
         env.update(CUDA_VISIBLE_DEVICES="", DS_ACCELERATOR="cpu")
     wall = run_cmd([str(BIN / "llamafactory-cli"), "train", "bare.yaml"], root, env)
-    return {"wall_s": wall, "tokens_per_s": tokens_per_second(root / "artifacts/model/bare")}
+    return {"wall_s": wall, **train_figures(root / "artifacts/model/bare")}
 
 
 def med(values: list[float | None]) -> float | None:
@@ -195,11 +212,12 @@ def spread(values: list[float | None]) -> str:
 def bench_overhead(
     base: Path, model: Path, repeats: int, wandb_mode: str, baseline: Path | None
 ) -> dict[str, Any]:
-    pipes, bares, olds = [], [], []
+    pipes, noprobes, bares, olds = [], [], [], []
     for i in range(repeats):
         tag = f"{wandb_mode}-{i}"
         order = [
             (pipes, run_pipeline, (base, tag, model, wandb_mode)),
+            (noprobes, run_pipeline, (base, f"{tag}-noprobe", model, wandb_mode, REPO, False)),
             (bares, run_bare, (base, tag, model, wandb_mode)),
         ]
         if baseline:
@@ -210,10 +228,13 @@ def bench_overhead(
             out.append(fn(*fn_args))
     pipe_wall, bare_wall = [p["wall_s"] for p in pipes], [b["wall_s"] for b in bares]
     pipe_tps, bare_tps = [p["tokens_per_s"] for p in pipes], [b["tokens_per_s"] for b in bares]
+    noprobe_tps = [p["tokens_per_s"] for p in noprobes]
     rules = sorted({r for p in pipes for r in p["per_rule_s"]})
     per_rule = {r: med([p["per_rule_s"].get(r) for p in pipes]) for r in rules}
     # Per-repeat ratios (same machine state) are less noisy than the ratio of medians.
     tps_ratios = [p / b for p, b in zip(pipe_tps, bare_tps) if p and b]
+    per_token_ratios = [p / b for p, b in zip(noprobe_tps, bare_tps) if p and b]
+    fixed = [p - b for p, b in zip(pipe_wall, bare_wall)]
     if olds:
         old_wall, old_tps = [p["wall_s"] for p in olds], [p["tokens_per_s"] for p in olds]
         baseline_summary = {
@@ -231,6 +252,8 @@ def bench_overhead(
             "tokens_per_s_ratio": med([p / b for p, b in zip(old_tps, bare_tps) if p and b]),
             "runs": olds,
         }
+    n_jobs = max((p["n_jobs"] for p in pipes), default=0)
+    engine = bench_engine(base, n_jobs, repeats)
     return {
         "wandb_mode": wandb_mode,
         "repeats": repeats,
@@ -241,16 +264,63 @@ def bench_overhead(
         "pipeline_wall_range_s": spread(pipe_wall),
         "bare_wall_range_s": spread(bare_wall),
         "wall_ratio": med([p / b for p, b in zip(pipe_wall, bare_wall)]),
-        "fixed_cost_s": med([p - b for p, b in zip(pipe_wall, bare_wall)]),
+        "fixed_cost_s": med(fixed),
+        "fixed_costs_s": fixed,
         "per_rule_s": per_rule,
         "snakemake_own_s": med([p["snakemake_own_s"] for p in pipes]),
         "snakemake_startup_s": med([p["snakemake_startup_s"] for p in pipes]),
+        "snakemake_engine_s": engine,
+        "n_jobs": n_jobs,
         "pipeline_tokens_per_s": med(pipe_tps),
+        "pipeline_noprobe_tokens_per_s": med(noprobe_tps),
         "bare_tokens_per_s": med(bare_tps),
         "tokens_per_s_ratio": med(tps_ratios),
         "tokens_per_s_ratios": tps_ratios,
-        "runs": {"pipeline": pipes, "bare": bares},
+        "per_token_ratio": med(per_token_ratios),
+        "per_token_ratios": per_token_ratios,
+        "train_runtime_s": {
+            "pipeline": med([p["train_runtime_s"] for p in pipes]),
+            "pipeline_noprobe": med([p["train_runtime_s"] for p in noprobes]),
+            "bare": med([b["train_runtime_s"] for b in bares]),
+        },
+        "probe_cost_s": med([p["train_runtime_s"] - q["train_runtime_s"] for p, q in zip(pipes, noprobes)]),
+        "probe_seconds_recorded": med([p["probe_s"] for p in pipes]),
+        "runs": {"pipeline": pipes, "pipeline_noprobe": noprobes, "bare": bares},
     }
+
+
+ENGINE_SNAKEFILE = """\
+N = {n}
+
+
+rule all:
+    input:
+        f"out/{{N}}.txt",
+
+
+rule step:
+    output:
+        "out/{{i}}.txt",
+    input:
+        lambda w: [] if int(w.i) == 0 else [f"out/{{int(w.i) - 1}}.txt"],
+    localrule: True
+    shell:
+        "touch {{output}}"
+"""
+
+
+def bench_engine(base: Path, n_jobs: int, repeats: int) -> float:
+    """Wall time of Snakemake alone: a chain of `n_jobs` trivial jobs (plus `all`), the pipeline's profile."""
+    root = base / "engine"
+    (root / "profiles").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "profiles/default", root / "profiles/default", dirs_exist_ok=True)
+    (root / "Snakefile").write_text(ENGINE_SNAKEFILE.format(n=max(0, n_jobs - 1)))
+    walls = []
+    for _ in range(repeats):
+        shutil.rmtree(root / "out", ignore_errors=True)
+        shutil.rmtree(root / ".snakemake", ignore_errors=True)
+        walls.append(run_cmd(snakemake(root), root))
+    return statistics.median(walls)
 
 
 def bench_startup(repeats: int, baseline: Path | None) -> dict[str, float]:
@@ -304,10 +374,20 @@ def print_overhead(o: dict[str, Any]) -> None:
     print(f"  {'snakemake own (start-up + scheduling gaps)':44s} {fmt(o['snakemake_own_s'], '6.1f')} s")
     for rule, secs in o["per_rule_s"].items():
         print(f"  rule {rule:39s} {fmt(secs, '6.1f')} s")
-    ratios = ", ".join(f"{r:.3f}" for r in o["tokens_per_s_ratios"])
     print(
-        f"training tokens/s pipeline {fmt(o['pipeline_tokens_per_s'])} vs bare {fmt(o['bare_tokens_per_s'])}: "
-        f"ratio {fmt(o['tokens_per_s_ratio'], '.3f')} (per repeat: {ratios})",
+        f"  {'snakemake engine alone (' + str(o['n_jobs']) + ' trivial jobs)':44s} {fmt(o['snakemake_engine_s'], '6.1f')} s"
+    )
+    ratios = ", ".join(f"{r:.3f}" for r in o["per_token_ratios"])
+    rt = o["train_runtime_s"]
+    print(
+        f"per-token cost: training tokens/s pipeline (probe off) {fmt(o['pipeline_noprobe_tokens_per_s'])} vs bare "
+        f"{fmt(o['bare_tokens_per_s'])}: ratio {fmt(o['per_token_ratio'], '.3f')} (per repeat: {ratios})"
+    )
+    print(
+        f"fail-fast probe: a one-off {fmt(o['probe_cost_s'], '.2f')} s of train_runtime (on - off; it records "
+        f"{fmt(o['probe_seconds_recorded'], '.2f')} s, taking the first step's warm-up); default pipeline "
+        f"tokens/s ratio {fmt(o['tokens_per_s_ratio'], '.3f')}; train_runtime pipeline {fmt(rt['pipeline'], '.2f')} "
+        f"/ probe off {fmt(rt['pipeline_noprobe'], '.2f')} / bare {fmt(rt['bare'], '.2f')} s",
         flush=True,
     )
     if b := o.get("baseline"):
@@ -349,7 +429,12 @@ def main() -> int:
     parser.add_argument("--accelerator", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--gpus", type=int, default=2, help="ranks per node")
     parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--max-steps", type=int, default=8)
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=32,
+        help="training steps (the demo has 8; 32 separates one-offs from per-token)",
+    )
     args = parser.parse_args()
     from sftpipe.data.tiny_model import build_tiny_model
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from sftpipe.runs.store import RunStore
 from sftpipe.runs.throughput import (
     ThroughputError,
     flops_per_token,
@@ -157,6 +158,9 @@ def test_run_records_give_world_model_and_peak(tmp_path: Path) -> None:
     assert out["tokens_per_second_per_gpu"] == 160 * 8192 / 100 / 8
     assert out["mfu"] == pytest.approx(1638.4 * 52_658_190_336 / 989.4e12)
     assert out["peak_gpu_memory_gb"] is None and out["warnings"] == []
+    assert out["probe_seconds"] is None  # no fail-fast probe record
+    RunStore(run).write_probe({"ok": True, "seconds": 2.5})
+    assert run_throughput(run, 160 * 8192, 100.0, 10)["probe_seconds"] == 2.5  # included in the runtime
     overridden = run_throughput(
         _run_dir(tmp_path / "b", "cuda", "NVIDIA H100 80GB HBM3", peak=1000.0), 160 * 8192, 100.0, 10
     )

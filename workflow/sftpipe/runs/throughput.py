@@ -17,9 +17,10 @@ The formula (docs/performance.md), per token of a sequence of length `s`:
   packing), a lower bound of the exact sum of s_i^2 / sum of s_i when lengths vary.
 
 tokens/s per GPU = num_input_tokens_seen (transformers gathers it over all ranks; padding included)
-/ train runtime / world size. MFU = tokens/s per GPU * flops_per_token / peak FLOPs of one GPU, the
-peak being dense bf16 from `PEAK_TFLOPS` by the GPU name in environment.json, or
-`infrastructure.peak_tflops_per_gpu` when set. On CPU the peak is unknown: MFU is None unless set.
+/ train runtime / world size; the runtime is LF's, which includes the fail-fast probe (`probe_seconds`).
+MFU = tokens/s per GPU * flops_per_token / peak FLOPs of one GPU, the peak being dense bf16 from
+`PEAK_TFLOPS` by the GPU name in environment.json, or `infrastructure.peak_tflops_per_gpu` when set.
+On CPU the peak is unknown: MFU is None unless set.
 
 N and the shapes come from the model's config.json only (no weights are read).
 """
@@ -256,6 +257,9 @@ def run_throughput(
     ctx = run_context(run_dir)
     out = rates(ctx, tokens, runtime_s, steps)
     out["gpu_name"] = ctx["gpu_name"]
+    # LF's train_runtime includes the fail-fast probe's one forward + backward at train begin: its seconds are
+    # given next to the rate (a one-off; on a long run it vanishes, on a 10-step benchmark it does not).
+    out["probe_seconds"] = (RunStore(run_dir).read_probe() or {}).get("seconds")
     out.update(peak_memory_per_rank(run_dir))
     out["warnings"] = list(ctx["warnings"])
     return out
