@@ -12,7 +12,8 @@
      pipeline run with the fail-fast probe off vs bare. The probe (one forward + backward at the longest
      length, at train begin, inside LF's train_runtime) is a one-off cost: a third run per repeat, the
      default pipeline with the probe on, measures it (train_runtime on − off) and the fixed cost;
-   * `--default-tracker` adds a pair with the pipeline's default tracker (W&B offline) on BOTH sides.
+   * `--default-tracker` adds a pair with the pipeline's default tracker (W&B offline) on BOTH sides;
+     `--tracking offline` measures only that one.
 2. `sft` start-up: wall time of `sft record --help` (what every small rule pays before working), median.
 3. `snakemake -n` latency: the active profile alone vs 20 config variants in one invocation.
 
@@ -415,6 +416,11 @@ def main() -> int:
         help="also compare with the pipeline's default tracker (W&B offline) on both sides",
     )
     parser.add_argument(
+        "--tracking",
+        default="disabled",
+        help="comma-separated wandb_mode values to compare, each on both sides (default: disabled)",
+    )
+    parser.add_argument(
         "--baseline-tree",
         type=Path,
         help="another checkout (e.g. `git archive` of main): its pipeline runs side by side too",
@@ -469,7 +475,10 @@ def main() -> int:
                 flush=True,
             )
         if not args.skip_training:
-            for mode in ["disabled", *(["offline"] if args.default_tracker else [])]:
+            modes = [m for m in args.tracking.split(",") if m]
+            if args.default_tracker and "offline" not in modes:
+                modes.append("offline")
+            for mode in modes:
                 results[f"overhead_{mode}"] = bench_overhead(base, model, args.repeats, mode, baseline)
                 print_overhead(results[f"overhead_{mode}"])
                 if args.json:  # partial results survive a later failure
