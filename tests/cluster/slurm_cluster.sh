@@ -4,7 +4,8 @@
 #   slurm_cluster.sh up [--nodes 1|2] [--gpus N] [--accounting]
 #                                                   start (idempotent; restarts if the shape differs);
 #                                                   --accounting adds slurmdbd + a private MariaDB
-#   slurm_cluster.sh down                           stop our daemons by PID file, remove namespaces
+#   slurm_cluster.sh down                           stop our daemons by PID file, remove namespaces and the
+#                                                   configs we wrote (a saved foreign slurm.conf goes back)
 #   slurm_cluster.sh status                         show daemons and `sinfo`
 #
 # Nodes are called node1..nodeN. With --nodes 1 the single slurmd runs in the host network
@@ -312,6 +313,14 @@ cmd_down() {
   teardown_netns
   rm -rf "$DIR/state" "$DIR/spool" "$DIR/run" "$DIR/shape" "$DIR/mysql"
   grep -qF "$MARKER" "$CONF_DIR/slurmdbd.conf" 2>/dev/null && rm -f "$CONF_DIR/slurmdbd.conf"
+  # Our slurm.conf names a controller that is gone now: every later `scontrol` (which the SLURM executor
+  # plugin runs when Snakemake loads it, for ANY profile) would wait 2 s for it. Remove what we generated
+  # and put back a config we saved.
+  grep -qF "$MARKER" "$CONF_DIR/gres.conf" 2>/dev/null && rm -f "$CONF_DIR/gres.conf"
+  if grep -qF "$MARKER" "$CONF" 2>/dev/null; then
+    rm -f "$CONF"
+    [[ -e "$CONF.sftpipe-backup" ]] && mv "$CONF.sftpipe-backup" "$CONF"
+  fi
   log "down"
 }
 
