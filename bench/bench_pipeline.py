@@ -142,11 +142,12 @@ def train_figures(output_dir: Path) -> dict[str, float | None]:
     """tokens/s and train_runtime from LF's all_results.json; the probe's own seconds if it ran."""
     results = json.loads((output_dir / "all_results.json").read_text())
     tokens, runtime = results.get("num_input_tokens_seen"), results.get("train_runtime")
-    probe = output_dir / "max_length_probe.json"
+    from sftpipe.runs.store import RunStore
+
     return {
         "tokens_per_s": tokens / runtime if tokens and runtime else None,
         "train_runtime_s": runtime,
-        "probe_s": json.loads(probe.read_text()).get("seconds") if probe.exists() else None,
+        "probe_s": (RunStore(output_dir).read_probe() or {}).get("seconds"),
     }
 
 
@@ -413,7 +414,7 @@ def main() -> int:
     parser.add_argument(
         "--default-tracker",
         action="store_true",
-        help="also compare with the pipeline's default tracker (W&B offline) on both sides",
+        help="same as --tracking disabled,offline (the pipeline's default tracker on both sides)",
     )
     parser.add_argument(
         "--tracking",
